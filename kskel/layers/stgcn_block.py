@@ -1,0 +1,148 @@
+"""One spatial-temporal block of ST-GCN, channels-last."""
+
+import keras
+from keras import ops
+
+from kskel.layers import initializers
+from kskel.layers.graph_conv import GraphConv
+
+TEMPORAL_KERNEL = 9
+
+
+@keras.saving.register_keras_serializable(package="kskel")
+class STGCNBlock(keras.layers.Layer):
+    """ST-GCN block: graph conv, then temporal conv, plus a residual.
+
+    `GraphConv -> BN -> ReLU -> ZeroPad(4, 4 on T) -> Conv(9x1, stride s)
+    -> BN -> Dropout`, added to the residual branch, then ReLU. The residual
+    is absent when `residual=False`, the identity when the input has
+    `filters` channels and `stride == 1`, and otherwise a strided 1x1
+    convolution followed by BN.
+
+    The temporal convolution pads 4 frames on each side explicitly, as the
+    official `padding=(4, 0)`: Keras' `"same"` padding with stride 2 at
+    T=50 would sample odd frames instead of even ones.
+
+    Args:
+        filters: int, output channels.
+        stride: int, temporal stride (1 or 2). Defaults to 1.
+        residual: bool, whether to add a residual branch. Defaults to `True`.
+        dropout: float, dropout rate after the temporal convolution.
+            Defaults to `0.0`.
+        layout: str, skeleton layout name. Defaults to `"ntu25"`.
+        edge_importance: bool, learnable edge importance in the graph conv.
+            Defaults to `True`.
+
+    Input shape: `(batch, T, V, C_in)`.
+    Output shape: `(batch, floor((T - 1) / stride) + 1, V, filters)`.
+    """
+
+    def __init__(
+        self,
+        filters,
+        stride=1,
+        residual=True,
+        dropout=0.0,
+        layout="ntu25",
+        edge_importance=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if stride not in (1, 2):
+            raise ValueError(f"`stride` must be 1 or 2. Received: {stride}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout}"
+            )
+        self.filters = int(filters)
+        self.stride = int(stride)
+        self.residual = bool(residual)
+        self.dropout = float(dropout)
+        self.layout = layout
+        self.edge_importance = bool(edge_importance)
+
+        self.gcn = GraphConv(
+            self.filters,
+            layout=layout,
+            edge_importance=edge_importance,
+            name="gcn",
+        )
+        self.tcn_bn1 = initializers.batch_norm("tcn_bn1")
+        pad = (TEMPORAL_KERNEL - 1) // 2
+        self.tcn_pad = keras.layers.ZeroPadding2D(((pad, pad), (0, 0)))
+        self.tcn_conv = keras.layers.Conv2D(
+            self.filters,
+            (TEMPORAL_KERNEL, 1),
+            strides=(self.stride, 1),
+            padding="valid",
+            kernel_initializer=initializers.conv_kernel(),
+            name="tcn_conv",
+        )
+        self.tcn_bn2 = initializers.batch_norm("tcn_bn2")
+        self.tcn_dropout = keras.layers.Dropout(self.dropout)
+        self.residual_conv = None
+        self.residual_bn = None
+
+    def residual_mode(self, in_channels):
+        """'none', 'identity' or 'conv' for an input of `in_channels`."""
+        if not self.residual:
+            return "none"
+        if in_channels == self.filters and self.stride == 1:
+            return "identity"
+        return "conv"
+
+    def build(self, input_shape):
+        in_channels = input_shape[-1]
+        self.gcn.build(input_shape)
+        gcn_shape = self.gcn.compute_output_shape(input_shape)
+        self.tcn_bn1.build(gcn_shape)
+        padded = self.tcn_pad.compute_output_shape(gcn_shape)
+        self.tcn_conv.build(padded)
+        out_shape = self.compute_output_shape(input_shape)
+        self.tcn_bn2.build(out_shape)
+        if self.residual_mode(in_channels) == "conv":
+            self.residual_conv = keras.layers.Conv2D(
+                self.filters,
+                (1, 1),
+                strides=(self.stride, 1),
+                padding="valid",
+                kernel_initializer=initializers.conv_kernel(),
+                name="residual_conv",
+            )
+            self.residual_conv.build(input_shape)
+            self.residual_bn = initializers.batch_norm("residual_bn")
+            self.residual_bn.build(out_shape)
+
+    def call(self, inputs, training=None):
+        x = self.gcn(inputs)
+        x = ops.relu(self.tcn_bn1(x, training=training))
+        x = self.tcn_conv(self.tcn_pad(x))
+        x = self.tcn_bn2(x, training=training)
+        x = self.tcn_dropout(x, training=training)
+        mode = self.residual_mode(inputs.shape[-1])
+        if mode == "identity":
+            x = x + inputs
+        elif mode == "conv":
+            res = self.residual_conv(inputs)
+            x = x + self.residual_bn(res, training=training)
+        return ops.relu(x)
+
+    def compute_output_shape(self, input_shape):
+        frames = input_shape[1]
+        if frames is not None:
+            frames = (frames - 1) // self.stride + 1
+        return (input_shape[0], frames, input_shape[2], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "stride": self.stride,
+                "residual": self.residual,
+                "dropout": self.dropout,
+                "layout": self.layout,
+                "edge_importance": self.edge_importance,
+            }
+        )
+        return config
