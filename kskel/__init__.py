@@ -3,7 +3,12 @@
 SkeletonCLR (the MoCo baseline), AimCLR and ActCLR on an ST-GCN encoder.
 """
 
-from kskel.errors import KskelError
+import os
+
+# TensorFlow's C++ start-up chatter hides the tools' own output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kskel.errors import KskelError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -205,8 +205,10 @@ class SkeletonClassifier(keras.Model):
 
     def build(self, input_shape):
         self._build_input_shape = tuple(input_shape)
-        self.encoder.build(input_shape)
-        self.head.build((input_shape[0], self.encoder.hidden_dim))
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        if not self.head.built:
+            self.head.build((input_shape[0], self.encoder.hidden_dim))
         self.built = True
 
     def get_build_config(self):

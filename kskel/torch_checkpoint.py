@@ -112,7 +112,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
                     f"{self._path}: storage {member} is missing from the "
                     "archive."
                 ) from None
-            array = np.frombuffer(raw, dtype=storage_type.dtype.newbyteorder("<"))
+            dtype = storage_type.dtype.newbyteorder("<")
+            array = np.frombuffer(raw, dtype=dtype)
             if array.size < numel:
                 raise KskelError(
                     f"{self._path}: storage {member} holds {array.size} "

@@ -1,0 +1,112 @@
+"""Inference with a trained skeleton model: load, check inputs, predict.
+
+Input arrays come in the official `NCTVM` (N, C, T, V, M) layout or the
+project's own `NMTVC`; they are converted once, here, at the edge.
+"""
+
+import os
+
+import numpy as np
+
+from kskel import fileio
+from kskel.errors import KskelError
+
+LAYOUTS = {"NCTVM": (0, 4, 2, 3, 1), "NMTVC": (0, 1, 2, 3, 4)}
+
+
+def load_model(path):
+    """Loads a `.keras` model saved by kskel."""
+    import keras
+
+    import kskel.encoders  # noqa: F401  (registers the custom classes)
+
+    path = str(path)
+    if not os.path.exists(path):
+        raise KskelError(f"--model={path}: file not found.")
+    if not path.endswith(".keras"):
+        raise KskelError(f"--model={path}: expected a '.keras' model file.")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # Keras raises many types for a bad archive.
+        raise KskelError(f"--model={path}: cannot load it ({err}).") from None
+
+
+def load_input(path, layout):
+    """Reads an `.npy` array and returns it as float32 `(N, M, T, V, C)`."""
+    if layout not in LAYOUTS:
+        raise KskelError(
+            f"--layout={layout}: expected one of {', '.join(LAYOUTS)}."
+        )
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise KskelError(f"--input={path}: file not found.") from None
+    except (ValueError, OSError, EOFError) as err:
+        raise KskelError(
+            f"--input={path}: not a numeric .npy array ({err})."
+        ) from None
+    if array.ndim != 5:
+        raise KskelError(
+            f"--input={path}: expected a rank-5 {layout} array, got shape "
+            f"{array.shape}."
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        raise KskelError(
+            f"--input={path}: expected floating-point values, got "
+            f"{array.dtype}."
+        )
+    return np.ascontiguousarray(
+        np.transpose(array, LAYOUTS[layout]), dtype=np.float32
+    )
+
+
+def check_input(x, model, source):
+    """Checks `(N, M, T, V, C)` against the model; raises `KskelError`."""
+    encoder = model.encoder
+    joints, channels = x.shape[3], x.shape[4]
+    if joints != encoder.num_joints or channels != encoder.in_channels:
+        raise KskelError(
+            f"{source}: the model expects V={encoder.num_joints} joints and "
+            f"C={encoder.in_channels} channels, the input (N, M, T, V, C) "
+            f"has shape {x.shape}; check --layout."
+        )
+    bad = ~np.isfinite(x)
+    if bad.any():
+        sample = int(np.argwhere(bad)[0][0])
+        raise KskelError(
+            f"{source}: sample {sample} holds NaN or infinite values."
+        )
+
+
+def predict(model, x, batch_size=64, features=False):
+    """Logits (or pooled features) of `x`, `(N, M, T, V, C)`, in eval mode."""
+    from keras import ops
+
+    fn = model.features if features else model
+    outputs = [
+        ops.convert_to_numpy(fn(x[i : i + batch_size], training=False))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(outputs, axis=0)
+
+
+def run_prediction(
+    model_path,
+    input_path,
+    layout="NMTVC",
+    output=None,
+    features=False,
+    batch_size=64,
+):
+    """Predicts on an `.npy` file; writes `output` atomically if given.
+
+    Returns:
+        The logits (or features) array.
+    """
+    x = load_input(input_path, layout)
+    model = load_model(model_path)
+    check_input(x, model, f"--input={input_path}")
+    out = predict(model, x, batch_size, features)
+    if output:
+        fileio.save_array_atomic(output, out)
+    return out

@@ -1,0 +1,58 @@
+"""Runs a trained skeleton model on an array of sequences.
+
+Usage:
+    python -m kskel.predict --model model.keras --input x.npy \\
+        --layout NCTVM --output logits.npy [--features] [--batch_size 64]
+
+`--layout NCTVM` is the official (N, C, T, V, M) layout; `NMTVC` is the
+project's own. The output holds logits (or, with `--features`, the pooled
+encoder features); the top-1 class of each sample is printed.
+"""
+
+import numpy as np
+from absl import flags
+
+from kskel import cli
+from kskel.errors import KskelError
+from kskel.inference import LAYOUTS
+
+_MODEL = flags.DEFINE_string("model", None, "A `.keras` model file.")
+_INPUT = flags.DEFINE_string("input", None, "Input `.npy` array.")
+_LAYOUT = flags.DEFINE_enum(
+    "layout", "NMTVC", list(LAYOUTS), "Axis order of --input."
+)
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Where to write the logits (or features) as `.npy`."
+)
+_FEATURES = flags.DEFINE_bool(
+    "features", False, "Write pooled encoder features instead of logits."
+)
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 64, "Samples per forward pass.", lower_bound=1
+)
+
+
+def main(argv):
+    del argv
+    if not _MODEL.value or not _INPUT.value:
+        raise KskelError("--model and --input are required.")
+    from kskel.inference import run_prediction
+
+    out = run_prediction(
+        _MODEL.value,
+        _INPUT.value,
+        _LAYOUT.value,
+        _OUTPUT.value,
+        _FEATURES.value,
+        _BATCH_SIZE.value,
+    )
+    if not _FEATURES.value:
+        for i, row in enumerate(out):
+            print(f"sample {i}: class {int(np.argmax(row))}")
+    if _OUTPUT.value:
+        print(f"wrote {_OUTPUT.value} {out.shape}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

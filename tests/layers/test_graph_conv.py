@@ -1,0 +1,70 @@
+"""GraphConv against a numpy version of the official NCTV computation."""
+
+import keras
+import numpy as np
+import pytest
+
+from kskel import graph
+from kskel.layers import GraphConv
+
+
+def official_gcn(x_nctv, weight, bias, adjacency):
+    """`net/utils/tgcn.py`: 1x1 conv, view (n, K, C, t, v), einsum."""
+    n, _, t, v = x_nctv.shape
+    y = np.einsum("oc,nctv->notv", weight, x_nctv) + bias[None, :, None, None]
+    k = adjacency.shape[0]
+    y = y.reshape(n, k, -1, t, v)
+    return np.einsum("nkctv,kvw->nctw", y, adjacency)
+
+
+def test_matches_official_computation(rng):
+    layer = GraphConv(8)
+    x = rng.normal(size=(2, 7, 25, 3)).astype("float32")
+    layer.build(x.shape)
+    importance = rng.uniform(0.5, 1.5, size=(3, 25, 25)).astype("float32")
+    layer.importance.assign(importance)
+    layer.bias.assign(rng.normal(size=(24,)).astype("float32"))
+    out = np.asarray(layer(x))
+
+    weight = np.asarray(layer.kernel).T  # (K * C_out, C_in)
+    expected = official_gcn(
+        np.transpose(x, (0, 3, 1, 2)),
+        weight,
+        np.asarray(layer.bias),
+        graph.NTU25.adjacency() * importance,
+    )
+    np.testing.assert_allclose(
+        out, np.transpose(expected, (0, 2, 3, 1)), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_weights_and_config_round_trip():
+    layer = GraphConv(16, name="gcn")
+    layer.build((None, 50, 25, 3))
+    assert [tuple(w.shape) for w in layer.trainable_weights] == [
+        (3, 48),
+        (48,),
+        (3, 25, 25),
+    ]
+    clone = GraphConv.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
+    assert isinstance(restored, GraphConv) and restored.filters == 16
+
+
+def test_without_edge_importance_has_no_importance_weight():
+    layer = GraphConv(4, edge_importance=False)
+    layer.build((None, 5, 25, 3))
+    assert len(layer.trainable_weights) == 2
+
+
+def test_wrong_joint_count_is_rejected():
+    with pytest.raises(ValueError, match="has 25 joints"):
+        GraphConv(4).build((None, 5, 18, 3))
+
+
+def test_invalid_filters_rejected():
+    with pytest.raises(ValueError, match="filters"):
+        GraphConv(0)

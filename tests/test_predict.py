@@ -1,0 +1,106 @@
+"""kskel.predict: batching, features and one clear error per bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kskel.encoders import SkeletonClassifier
+from kskel.encoders import STGCNEncoder
+from kskel.errors import KskelError
+from kskel.inference import predict
+from kskel.inference import run_prediction
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("predict") / "tiny.keras"
+    model = SkeletonClassifier(STGCNEncoder(base_width=4, hidden_dim=16), 5)
+    model.build((None, 2, 20, 25, 3))
+    model.save(path)
+    return path, model
+
+
+def test_batching_does_not_change_results(model_file, rng):
+    _, model = model_file
+    x = rng.normal(size=(7, 2, 20, 25, 3)).astype("float32")
+    whole = predict(model, x, batch_size=7)
+    batched = predict(model, x, batch_size=3)
+    np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-6)
+    assert predict(model, x, batch_size=4, features=True).shape == (7, 16)
+
+
+def _run(tmp_path, model, array, *flags):
+    source = tmp_path / "x.npy"
+    np.save(source, array)
+    out = tmp_path / "out.npy"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kskel.predict",
+            f"--model={model}",
+            f"--input={source}",
+            f"--output={out}",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return result, out
+
+
+def test_cli_features_in_official_layout(model_file, tmp_path, rng):
+    x = rng.normal(size=(3, 3, 20, 25, 2)).astype("float32")  # NCTVM
+    result, out = _run(
+        tmp_path, model_file[0], x, "--layout=NCTVM", "--features"
+    )
+    assert result.returncode == 0, result.stderr
+    assert np.load(out).shape == (3, 16)
+
+
+def _nan_input():
+    x = np.zeros((3, 2, 20, 25, 3), "float32")
+    x[2, 0, 5, 3, 1] = np.nan
+    return x
+
+
+@pytest.mark.parametrize(
+    "array, layout, message",
+    [
+        (np.zeros((2, 20, 25, 3), "float32"), "NMTVC", "expected a rank-5"),
+        (np.zeros((2, 3, 20, 25, 2), "float32"), "NMTVC", "check --layout"),
+        (np.zeros((1, 2, 20, 18, 3), "float32"), "NMTVC", "V=25 joints"),
+        (_nan_input(), "NMTVC", "sample 2 holds NaN"),
+        (np.zeros((1, 2, 20, 25, 3), "int32"), "NMTVC", "floating-point"),
+        (np.zeros((1, 2, 20, 25, 3), "float32"), "NTVC", "--layout=NTVC"),
+    ],
+)
+def test_bad_input_raises_and_writes_nothing(
+    model_file, tmp_path, array, layout, message
+):
+    source = tmp_path / "x.npy"
+    np.save(source, array)
+    out = tmp_path / "out.npy"
+    with pytest.raises(KskelError, match=message):
+        run_prediction(model_file[0], source, layout, output=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_cli_bad_input_is_one_error_line(model_file, tmp_path):
+    result, out = _run(tmp_path, model_file[0], _nan_input())
+    assert result.returncode == 1
+    errors = [
+        ln for ln in result.stderr.splitlines() if ln.startswith("error:")
+    ]
+    assert len(errors) == 1 and "sample 2 holds NaN" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_missing_model(tmp_path):
+    source = tmp_path / "x.npy"
+    np.save(source, np.zeros((1, 2, 20, 25, 3), "f4"))
+    with pytest.raises(KskelError, match="--model=.*not found"):
+        run_prediction(tmp_path / "none.keras", source)
