@@ -1,0 +1,202 @@
+"""The MoCo machinery shared by SkeletonCLR, AimCLR and ActCLR.
+
+A query network (ST-GCN + projection head) trained by gradients, a key
+network updated only by an exponential moving average of the query's
+trainable weights (its batch-norm statistics are its own, updated by its own
+training-mode forward passes, as in the official code), and a queue of past
+keys. Subclasses define `contrastive_loss(views)`; the momentum update, the
+queue and the optimisation step are written once here.
+
+The training step uses `tf.GradientTape` and runs on the TensorFlow
+backend, inside or outside `tf.distribute.MirroredStrategy`.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from kskel.encoders import SkeletonClassifier
+from kskel.encoders import STGCNEncoder
+from kskel.errors import KskelError
+from kskel.layers import ProjectionHead
+from kskel.models import losses
+
+
+def build_query_network(encoder_config=None, hidden_dim=256, feature_dim=128):
+    """ST-GCN encoder + MLP projection head (the official `encoder_q`)."""
+    encoder = STGCNEncoder(**(encoder_config or {}))
+    head = ProjectionHead(hidden_dim, feature_dim, name="projection")
+    return SkeletonClassifier(encoder, head)
+
+
+class MoCo(keras.Model):
+    """Momentum encoder, queue and training step of MoCo v2.
+
+    Args:
+        encoder_config: dict of `STGCNEncoder` arguments.
+        feature_dim: int, contrastive feature size. Defaults to 128.
+        queue_size: int, K negatives. Defaults to 32768.
+        momentum: float, EMA coefficient m of the key network.
+            Defaults to 0.999.
+        temperature: float, softmax temperature. Defaults to 0.07.
+        key_init: `"independent"` (the official SkeletonCLR/AimCLR code
+            re-initialises the key encoder with its own random draws) or
+            `"copy"` (the key starts as a copy of the query, as MoCo
+            intends). Defaults to `"independent"`.
+        input_shape: the `(M, T, V, C)` of one view, used to build eagerly.
+            Defaults to `(2, 50, 25, 3)`.
+        seed: int, seeds the queue initialisation.
+    """
+
+    def __init__(
+        self,
+        encoder_config=None,
+        feature_dim=128,
+        queue_size=32768,
+        momentum=0.999,
+        temperature=0.07,
+        key_init="independent",
+        input_shape=(2, 50, 25, 3),
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if key_init not in ("independent", "copy"):
+            raise KskelError(
+                f"key_init must be 'independent' or 'copy', got {key_init!r}."
+            )
+        if not 0.0 <= momentum <= 1.0:
+            raise KskelError(f"momentum must be in [0, 1], got {momentum}.")
+        if temperature <= 0:
+            raise KskelError(f"temperature must be > 0, got {temperature}.")
+        self.encoder_config = dict(encoder_config or {})
+        self.feature_dim = int(feature_dim)
+        self.queue_size = int(queue_size)
+        self.momentum = float(momentum)
+        self.temperature = float(temperature)
+        self.key_init = key_init
+        self.view_shape = tuple(input_shape)
+        self.seed = int(seed)
+
+        self.query = build_query_network(
+            self.encoder_config, feature_dim=self.feature_dim
+        )
+        self.key = build_query_network(
+            self.encoder_config, feature_dim=self.feature_dim
+        )
+        batch_shape = (None, *self.view_shape)
+        self.query.build(batch_shape)
+        self.key.build(batch_shape)
+        self.key.trainable = False
+        # Same architecture, so the weight lists align one to one.
+        self._ema_pairs = [
+            (k, q)
+            for k, q in zip(self.key.weights, self.query.weights)
+            if q.trainable
+        ]
+        if key_init == "copy":
+            for k, q in zip(self.key.weights, self.query.weights):
+                k.assign(q)
+
+        queue = keras.random.normal(
+            (self.queue_size, self.feature_dim), seed=self.seed
+        )
+        self.queue = self.add_weight(
+            name="queue",
+            shape=(self.queue_size, self.feature_dim),
+            initializer=lambda shape, dtype: losses.l2_normalize(queue),
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        self.queue_ptr = self.add_weight(
+            name="queue_ptr",
+            shape=(),
+            dtype="int32",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="contrast_acc")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def call(self, inputs, training=False):
+        """L2-normalised query features of one view, `(N, feature_dim)`."""
+        return losses.l2_normalize(self.query(inputs, training=training))
+
+    def momentum_update(self):
+        """theta_k <- m theta_k + (1 - m) theta_q over trainable weights only.
+
+        Batch-norm moving statistics are not averaged: the key network keeps
+        the ones its own forward passes produce.
+        """
+        m = self.momentum
+        for k, q in self._ema_pairs:
+            k.assign(m * k + (1.0 - m) * ops.cast(q, k.dtype))
+
+    def encode_keys(self, views, training=True):
+        """L2-normalised keys from the key network (training mode)."""
+        return ops.stop_gradient(
+            losses.l2_normalize(self.key(views, training=training))
+        )
+
+    def enqueue(self, keys):
+        """Writes `keys` (the global batch) at the pointer and advances it."""
+        num_keys = ops.shape(keys)[0]
+        ptr = self.queue_ptr
+        indices = ops.expand_dims(ops.arange(num_keys, dtype="int32") + ptr, 1)
+        indices = ops.mod(indices, self.queue_size)
+        self.queue.assign(
+            tf.tensor_scatter_nd_update(self.queue, indices, keys)
+        )
+        self.queue_ptr.assign(ops.mod(ptr + num_keys, self.queue_size))
+
+    def contrastive_loss(self, views):
+        """Returns `(loss, logits, keys_to_enqueue)`; subclasses define it."""
+        raise NotImplementedError
+
+    def train_step(self, data):
+        views = _unpack_views(data)
+        self.momentum_update()
+        with tf.GradientTape() as tape:
+            loss, logits, keys = self.contrastive_loss(views)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = loss / replicas  # Gradients are summed over replicas.
+        variables = self.query.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.enqueue(_gather_replicas(keys))
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(losses.top1_positive(logits))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder_config": self.encoder_config,
+            "feature_dim": self.feature_dim,
+            "queue_size": self.queue_size,
+            "momentum": self.momentum,
+            "temperature": self.temperature,
+            "key_init": self.key_init,
+            "input_shape": list(self.view_shape),
+            "seed": self.seed,
+        }
+
+
+def _unpack_views(data):
+    """The views of `(views, labels)` or of a bare views tuple."""
+    if isinstance(data, (tuple, list)) and isinstance(data[0], (tuple, list)):
+        return data[0]
+    return data
+
+
+def _gather_replicas(keys):
+    """All replicas' keys, in replica order (identity outside a strategy)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return keys
+    return context.all_gather(keys, axis=0)
