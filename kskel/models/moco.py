@@ -116,12 +116,26 @@ class MoCo(keras.Model):
             trainable=False,
             aggregation="only_first_replica",
         )
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="contrast_acc")
+        # 1-based epoch, set by `EpochTracker`; losses may depend on it.
+        self.epoch = self.add_weight(
+            name="epoch",
+            shape=(),
+            dtype="int32",
+            initializer="ones",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", *self.METRICS)
+        }
+
+    # Names of the scalars `contrastive_loss` reports besides the loss.
+    METRICS = ("contrast_acc",)
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
+        return list(self.trackers.values())
 
     def call(self, inputs, training=False):
         """L2-normalised query features of one view, `(N, feature_dim)`."""
@@ -155,22 +169,27 @@ class MoCo(keras.Model):
         self.queue_ptr.assign(ops.mod(ptr + num_keys, self.queue_size))
 
     def contrastive_loss(self, views):
-        """Returns `(loss, logits, keys_to_enqueue)`; subclasses define it."""
+        """Returns `(loss, metrics, keys)`; subclasses define it.
+
+        `metrics` maps each name of `METRICS` to a scalar; `keys` are this
+        replica's L2-normalised keys to enqueue.
+        """
         raise NotImplementedError
 
     def train_step(self, data):
         views = _unpack_views(data)
         self.momentum_update()
         with tf.GradientTape() as tape:
-            loss, logits, keys = self.contrastive_loss(views)
+            loss, metrics, keys = self.contrastive_loss(views)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = loss / replicas  # Gradients are summed over replicas.
         variables = self.query.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.enqueue(_gather_replicas(keys))
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(losses.top1_positive(logits))
+        self.trackers["loss"].update_state(loss)
+        for name in self.METRICS:
+            self.trackers[name].update_state(metrics[name])
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
@@ -185,6 +204,13 @@ class MoCo(keras.Model):
             "input_shape": list(self.view_shape),
             "seed": self.seed,
         }
+
+
+class EpochTracker(keras.callbacks.Callback):
+    """Sets `model.epoch` to the 1-based epoch at the start of each epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.epoch.assign(epoch + 1)
 
 
 def _unpack_views(data):

@@ -23,4 +23,5 @@ class SkeletonCLR(MoCo):
         query = self(im_q, training=True)
         keys = self.encode_keys(im_k)
         logits = losses.moco_logits(query, keys, self.queue, self.temperature)
-        return losses.info_nce(logits), logits, keys
+        metrics = {"contrast_acc": losses.top1_positive(logits)}
+        return losses.info_nce(logits), metrics, keys

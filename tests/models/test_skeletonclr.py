@@ -7,6 +7,7 @@ import tensorflow as tf
 from kskel.errors import KskelError
 from kskel.models import SkeletonCLR
 from kskel.models import losses
+from kskel.models.moco import EpochTracker
 from kskel.optimizers import TorchSGD
 
 SMALL = {"base_width": 4, "hidden_dim": 16}
@@ -102,7 +103,10 @@ def test_fit_trains_and_fills_the_queue(rng):
     model = _model()
     views = _views(rng, n=8)
     dataset = tf.data.Dataset.from_tensor_slices(views).batch(4)
-    history = model.fit(dataset, epochs=2, verbose=0)
+    history = model.fit(
+        dataset, epochs=2, verbose=0, callbacks=[EpochTracker()]
+    )
+    assert int(model.epoch) == 2
     assert np.isfinite(history.history["loss"]).all()
     assert 0.0 <= history.history["contrast_acc"][-1] <= 1.0
     assert int(model.queue_ptr) == 0  # 4 steps x 4 keys, K = 8.
