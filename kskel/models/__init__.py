@@ -1,6 +1,7 @@
 """Contrastive pretraining models."""
 
+from kskel.models.aimclr import AimCLR
 from kskel.models.moco import MoCo
 from kskel.models.skeletonclr import SkeletonCLR
 
-__all__ = ["MoCo", "SkeletonCLR"]
+__all__ = ["AimCLR", "MoCo", "SkeletonCLR"]

@@ -33,3 +33,25 @@ def top1_positive(logits):
     """Fraction of queries whose positive has the largest logit."""
     hits = ops.equal(ops.argmax(logits, axis=-1), 0)
     return ops.mean(ops.cast(hits, "float32"))
+
+
+def soft_cross_entropy(target, logits):
+    """`-mean_n sum_j target_j log softmax(logits)_j` (AimCLR's D3M terms).
+
+    The official code takes the log of softmax probabilities; `log_softmax`
+    is the same function without the underflow.
+    """
+    log_probs = ops.log_softmax(logits, axis=-1)
+    return -ops.mean(ops.sum(target * log_probs, axis=-1))
+
+
+def multi_positive_nce(logits, positives):
+    """AimCLR's NNM loss: mean log-likelihood of the positives per query.
+
+    `-mean_n [sum_j P_j log_softmax(logits)_j / sum_j P_j]`.
+    """
+    log_probs = ops.log_softmax(logits, axis=-1)
+    per_query = ops.sum(positives * log_probs, axis=-1) / ops.sum(
+        positives, axis=-1
+    )
+    return -ops.mean(per_query)
