@@ -53,6 +53,8 @@ class STGCNEncoder(keras.Model):
         dropout: float, dropout inside blocks 1-9 (active in training mode
             only). Defaults to 0.5.
         edge_importance: bool, learnable edge importance. Defaults to `True`.
+        sync_batch_norm: bool, batch statistics over all replicas of a
+            `tf.distribute` strategy. Defaults to `False`.
 
     Input shape: `(N, M, T, V, C)`. Output shape: `(N, hidden_dim)`.
 
@@ -70,6 +72,7 @@ class STGCNEncoder(keras.Model):
         hidden_dim=256,
         dropout=0.5,
         edge_importance=True,
+        sync_batch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -80,8 +83,11 @@ class STGCNEncoder(keras.Model):
         self.hidden_dim = int(hidden_dim)
         self.dropout = float(dropout)
         self.edge_importance = bool(edge_importance)
+        self.sync_batch_norm = bool(sync_batch_norm)
 
-        self.data_bn = initializers.batch_norm("data_bn")
+        self.data_bn = initializers.batch_norm(
+            "data_bn", synchronized=self.sync_batch_norm
+        )
         self.blocks = [
             STGCNBlock(
                 filters,
@@ -90,6 +96,7 @@ class STGCNEncoder(keras.Model):
                 dropout=self.dropout if i > 0 else 0.0,
                 layout=self.layout,
                 edge_importance=self.edge_importance,
+                sync_batch_norm=self.sync_batch_norm,
                 name=f"block_{i}",
             )
             for i, (filters, stride, residual) in enumerate(
@@ -173,6 +180,7 @@ class STGCNEncoder(keras.Model):
             "hidden_dim": self.hidden_dim,
             "dropout": self.dropout,
             "edge_importance": self.edge_importance,
+            "sync_batch_norm": self.sync_batch_norm,
         }
 
 

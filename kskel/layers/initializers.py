@@ -13,12 +13,17 @@ def bn_gamma():
     return keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
 
 
-def batch_norm(name, axis=-1):
-    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here)."""
+def batch_norm(name, axis=-1, synchronized=False):
+    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here).
+
+    `synchronized=True` computes batch statistics over all replicas of a
+    `tf.distribute` strategy (SyncBatchNorm); otherwise per replica.
+    """
     return keras.layers.BatchNormalization(
         axis=axis,
         momentum=0.9,
         epsilon=1e-5,
         gamma_initializer=bn_gamma(),
+        synchronized=synchronized,
         name=name,
     )

@@ -32,6 +32,8 @@ class STGCNBlock(keras.layers.Layer):
         layout: str, skeleton layout name. Defaults to `"ntu25"`.
         edge_importance: bool, learnable edge importance in the graph conv.
             Defaults to `True`.
+        sync_batch_norm: bool, batch statistics over all replicas.
+            Defaults to `False` (per replica, as the official code).
 
     Input shape: `(batch, T, V, C_in)`.
     Output shape: `(batch, floor((T - 1) / stride) + 1, V, filters)`.
@@ -45,6 +47,7 @@ class STGCNBlock(keras.layers.Layer):
         dropout=0.0,
         layout="ntu25",
         edge_importance=True,
+        sync_batch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -60,6 +63,8 @@ class STGCNBlock(keras.layers.Layer):
         self.dropout = float(dropout)
         self.layout = layout
         self.edge_importance = bool(edge_importance)
+        self.sync_batch_norm = bool(sync_batch_norm)
+        sync = self.sync_batch_norm
 
         self.gcn = GraphConv(
             self.filters,
@@ -67,7 +72,7 @@ class STGCNBlock(keras.layers.Layer):
             edge_importance=edge_importance,
             name="gcn",
         )
-        self.tcn_bn1 = initializers.batch_norm("tcn_bn1")
+        self.tcn_bn1 = initializers.batch_norm("tcn_bn1", synchronized=sync)
         pad = (TEMPORAL_KERNEL - 1) // 2
         self.tcn_pad = keras.layers.ZeroPadding2D(((pad, pad), (0, 0)))
         self.tcn_conv = keras.layers.Conv2D(
@@ -78,7 +83,7 @@ class STGCNBlock(keras.layers.Layer):
             kernel_initializer=initializers.conv_kernel(),
             name="tcn_conv",
         )
-        self.tcn_bn2 = initializers.batch_norm("tcn_bn2")
+        self.tcn_bn2 = initializers.batch_norm("tcn_bn2", synchronized=sync)
         self.tcn_dropout = keras.layers.Dropout(self.dropout)
         self.residual_conv = None
         self.residual_bn = None
@@ -110,7 +115,9 @@ class STGCNBlock(keras.layers.Layer):
                 name="residual_conv",
             )
             self.residual_conv.build(input_shape)
-            self.residual_bn = initializers.batch_norm("residual_bn")
+            self.residual_bn = initializers.batch_norm(
+                "residual_bn", synchronized=self.sync_batch_norm
+            )
             self.residual_bn.build(out_shape)
 
     def call(self, inputs, training=None):
@@ -143,6 +150,7 @@ class STGCNBlock(keras.layers.Layer):
                 "dropout": self.dropout,
                 "layout": self.layout,
                 "edge_importance": self.edge_importance,
+                "sync_batch_norm": self.sync_batch_norm,
             }
         )
         return config

@@ -1,0 +1,391 @@
+"""Contrastive pretraining: config, model and data assembly, training loop.
+
+`run_pretraining(PretrainConfig(...))` is what `python -m kskel.pretrain`
+and the temperature tuner call. The loop trains one epoch per `fit` call so
+that each epoch gets its own view recipe (ActCLR changes its augmentations
+by epoch), saves a checkpoint after every epoch (model, optimizer, queue,
+epoch; the last `keep_checkpoints` kept) and resumes from the latest one.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from kskel.errors import KskelError
+
+METHODS = ("skeletonclr", "aimclr", "actclr")
+STRATEGIES = ("default", "mirrored", "multiworker")
+STREAMS = ("joint", "motion", "bone")
+
+
+def _field(default, help_text, **kwargs):
+    return dataclasses.field(
+        default=default, metadata={"help": help_text, **kwargs}
+    )
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Every setting of a pretraining run; each field is a flag of the CLI.
+
+    Defaults are the official NTU60 x-sub joint settings of SkeletonCLR.
+    """
+
+    method: str = _field("skeletonclr", "skeletonclr, aimclr or actclr.")
+    data_dir: str = _field("", "Dataset directory (with manifest.json).")
+    model_dir: str = _field("", "Output: checkpoints, logs, final encoder.")
+    train_split: str = _field("train", "Split to pretrain on.")
+    stream: str = _field("joint", "Input stream: joint, motion or bone.")
+    epochs: int = _field(300, "Number of epochs.")
+    batch_size: int = _field(128, "Global batch size.")
+    learning_rate: float = _field(0.1, "Base learning rate (SGD).")
+    lr_milestones: tuple = _field(
+        (250,), "Epochs after which the learning rate drops 10x."
+    )
+    sgd_momentum: float = _field(0.9, "SGD momentum.")
+    nesterov: bool = _field(False, "Nesterov momentum.")
+    weight_decay: float = _field(
+        1e-4, "Coupled L2 (PyTorch SGD weight_decay) on every variable."
+    )
+    queue_size: int = _field(32768, "MoCo queue length K.")
+    moco_momentum: float = _field(0.999, "Key encoder EMA momentum m.")
+    temperature: float = _field(0.07, "InfoNCE temperature.")
+    feature_dim: int = _field(128, "Contrastive feature dimension.")
+    base_width: int = _field(16, "ST-GCN base width.")
+    hidden_dim: int = _field(256, "ST-GCN output channels.")
+    dropout: float = _field(0.5, "Dropout in ST-GCN blocks 1-9.")
+    key_init: str = _field(
+        "independent",
+        "Key encoder start: 'independent' (official) or 'copy'.",
+    )
+    mining_epoch: int = _field(150, "AimCLR: last epoch before NNM.")
+    topk: int = _field(1, "AimCLR: neighbours mined per query.")
+    aug_method: str = _field(
+        "12345", "Extreme / aug view augmentation digits (FACTS §4)."
+    )
+    strong_aug_method: str = _field(
+        "1234589", "ActCLR strong view augmentation digits."
+    )
+    actclr_schedule: bool = _field(
+        True, "ActCLR: per-epoch augmentation schedule of the official code."
+    )
+    strategy: str = _field("default", "default, mirrored or multiworker.")
+    sync_batch_norm: bool = _field(
+        False, "Synchronise batch norm across replicas."
+    )
+    init_from: str = _field(
+        "", "Initialise both encoders from a .keras query network."
+    )
+    resume: bool = _field(True, "Continue from the latest checkpoint.")
+    keep_checkpoints: int = _field(3, "Checkpoints to keep.")
+    seed: int = _field(0, "Seed of data order, augmentation and init.")
+    steps_per_epoch: int = _field(
+        0, "Limit steps per epoch (0: the whole split)."
+    )
+    jit_compile: bool = _field(False, "Compile the train step with XLA.")
+    synthetic_samples: int = _field(
+        0,
+        "If > 0 and --data_dir has no dataset, generate the synthetic "
+        "dataset there with this many samples first.",
+    )
+
+    def validate(self):
+        """Raises `KskelError` naming the first bad flag."""
+        checks = [
+            (self.method in METHODS, "method", f"one of {METHODS}"),
+            (self.stream in STREAMS, "stream", f"one of {STREAMS}"),
+            (self.strategy in STRATEGIES, "strategy", f"one of {STRATEGIES}"),
+            (bool(self.data_dir), "data_dir", "required"),
+            (bool(self.model_dir), "model_dir", "required"),
+            (self.epochs >= 1, "epochs", ">= 1"),
+            (self.batch_size >= 2, "batch_size", ">= 2"),
+            (self.learning_rate > 0, "learning_rate", "> 0"),
+            (0 <= self.sgd_momentum < 1, "sgd_momentum", "in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (self.queue_size >= 1, "queue_size", ">= 1"),
+            (0 <= self.moco_momentum <= 1, "moco_momentum", "in [0, 1]"),
+            (self.temperature > 0, "temperature", "> 0"),
+            (self.feature_dim >= 1, "feature_dim", ">= 1"),
+            (self.base_width >= 1, "base_width", ">= 1"),
+            (self.hidden_dim >= 1, "hidden_dim", ">= 1"),
+            (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
+            (
+                self.key_init in ("independent", "copy"),
+                "key_init",
+                "'independent' or 'copy'",
+            ),
+            (self.topk >= 1, "topk", ">= 1"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
+            (self.steps_per_epoch >= 0, "steps_per_epoch", ">= 0"),
+            (self.synthetic_samples >= 0, "synthetic_samples", ">= 0"),
+            (
+                all(int(m) >= 1 for m in self.lr_milestones),
+                "lr_milestones",
+                "epochs >= 1",
+            ),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise KskelError(
+                    f"--{name}={getattr(self, name)!r}: expected {expected}."
+                )
+        if self.method != "actclr" and self.queue_size % self.batch_size:
+            raise KskelError(
+                f"--queue_size={self.queue_size} must be a multiple of "
+                f"--batch_size={self.batch_size} (the official MoCo queue "
+                "advances by whole batches)."
+            )
+        if self.init_from and not os.path.exists(self.init_from):
+            raise KskelError(f"--init_from={self.init_from}: not found.")
+        from kskel.data import views
+
+        for name in ("aug_method", "strong_aug_method"):
+            try:
+                views.digit_mask(getattr(self, name))
+            except KskelError as err:
+                raise KskelError(f"--{name}: {err}") from None
+        return self
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def make_strategy(name):
+    """The `tf.distribute` strategy called `name`."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_model(config, view_shape):
+    """The contrastive model of `config.method` for views of `view_shape`."""
+    from kskel import models
+
+    encoder_config = {
+        "base_width": config.base_width,
+        "hidden_dim": config.hidden_dim,
+        "dropout": config.dropout,
+        "sync_batch_norm": config.sync_batch_norm,
+    }
+    common = {
+        "encoder_config": encoder_config,
+        "feature_dim": config.feature_dim,
+        "queue_size": config.queue_size,
+        "momentum": config.moco_momentum,
+        "temperature": config.temperature,
+        "key_init": config.key_init,
+        "input_shape": tuple(view_shape),
+        "seed": config.seed,
+    }
+    if config.method == "skeletonclr":
+        return models.SkeletonCLR(**common)
+    if config.method == "aimclr":
+        return models.AimCLR(
+            mining_epoch=config.mining_epoch, topk=config.topk, **common
+        )
+    return models.ActCLR(stream=config.stream, **common)
+
+
+def views_for_epoch(config, epoch, layout):
+    """The `views_fn` of `config.method` for a 1-based `epoch`."""
+    from kskel.data import views
+
+    if config.method == "skeletonclr":
+        return views.get_views_fn("skeletonclr", config.stream, layout)
+    if config.method == "aimclr":
+        return views.get_views_fn(
+            "aimclr", config.stream, layout, aug_method=config.aug_method
+        )
+    if config.actclr_schedule:
+        rng = np.random.default_rng([config.seed, epoch])
+        selection = views.actclr_epoch_schedule(epoch, rng)
+        options = dataclasses.asdict(selection)
+    else:
+        options = {
+            "aug_method": config.aug_method,
+            "strong_aug_method": config.strong_aug_method,
+        }
+    return views.get_views_fn("actclr", config.stream, layout, **options)
+
+
+def ensure_dataset(config):
+    """Generates the synthetic dataset when asked to and none is there."""
+    from kskel.data import schema
+
+    manifest_path = os.path.join(config.data_dir, schema.MANIFEST_NAME)
+    if config.synthetic_samples and not os.path.exists(manifest_path):
+        from data_prep import synthetic
+
+        print(
+            f"generating the synthetic dataset ({config.synthetic_samples} "
+            f"samples) in {config.data_dir}"
+        )
+        synthetic.generate_dataset(
+            config.data_dir, config.synthetic_samples, seed=config.seed
+        )
+    return schema.load_manifest(config.data_dir)
+
+
+def _steps_per_epoch(config, manifest):
+    entry = manifest["splits"].get(config.train_split)
+    if entry is None:
+        raise KskelError(
+            f"--train_split={config.train_split}: the dataset has splits "
+            f"{', '.join(sorted(manifest['splits']))}."
+        )
+    steps = entry["num_samples"] // config.batch_size
+    if steps == 0:
+        raise KskelError(
+            f"--batch_size={config.batch_size} is larger than the "
+            f"{entry['num_samples']} samples of split {config.train_split!r}."
+        )
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    return steps
+
+
+def _check_resumable(config):
+    """A model_dir holds one run: refuse to resume with other settings."""
+    path = os.path.join(config.model_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as file:
+        saved = json.load(file)
+    fixed = (
+        "method",
+        "stream",
+        "feature_dim",
+        "base_width",
+        "hidden_dim",
+        "queue_size",
+    )
+    current = dataclasses.asdict(config)
+    changed = [k for k in fixed if saved.get(k) != current[k]]
+    if changed:
+        raise KskelError(
+            f"--model_dir={config.model_dir} holds a run with other "
+            f"{', '.join('--' + k for k in changed)}; use a new --model_dir."
+        )
+
+
+def initialise_from(model, path):
+    """Loads a `.keras` query network into both encoders (queue stays)."""
+    import keras
+
+    import kskel.encoders  # noqa: F401
+
+    source = keras.models.load_model(path)
+    if len(source.weights) != len(model.query.weights):
+        raise KskelError(
+            f"--init_from={path}: {len(source.weights)} weights, the query "
+            f"network has {len(model.query.weights)}; architectures differ."
+        )
+    for network in (model.query, model.key):
+        for target, value in zip(network.weights, source.weights):
+            if tuple(target.shape) != tuple(value.shape):
+                raise KskelError(
+                    f"--init_from={path}: weight {value.path} has shape "
+                    f"{tuple(value.shape)}, expected {tuple(target.shape)}."
+                )
+            target.assign(value)
+
+
+def run_pretraining(config):
+    """Pretrains as configured; returns `{"history": ..., "epochs": n}`.
+
+    Raises:
+        KskelError: bad configuration or data.
+    """
+    import keras
+    import tensorflow as tf
+
+    from kskel import fileio
+    from kskel.data import pipeline
+    from kskel.data import schema
+    from kskel.models.moco import EpochTracker
+    from kskel.optimizers import TorchSGD
+    from kskel.schedules import EpochStepDecay
+
+    config.validate()
+    manifest = ensure_dataset(config)
+    steps = _steps_per_epoch(config, manifest)
+    view_shape = schema.sample_shape(manifest)
+    layout = manifest["layout"]
+    _check_resumable(config)
+    os.makedirs(config.model_dir, exist_ok=True)
+    with fileio.atomic_path(
+        os.path.join(config.model_dir, "config.json")
+    ) as tmp:
+        with open(tmp, "w") as file:
+            file.write(config.to_json())
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        model = build_model(config, view_shape)
+        schedule = EpochStepDecay(
+            config.learning_rate, steps, config.lr_milestones
+        )
+        optimizer = TorchSGD(
+            schedule,
+            momentum=config.sgd_momentum,
+            nesterov=config.nesterov,
+            l2=config.weight_decay,
+        )
+        model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+        optimizer.build(model.query.trainable_variables)
+        completed = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, completed_epochs=completed
+    )
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        os.path.join(config.model_dir, "checkpoints"),
+        max_to_keep=config.keep_checkpoints,
+    )
+    if config.resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        print(
+            f"resumed from {manager.latest_checkpoint} "
+            f"(epoch {int(completed.numpy())})"
+        )
+    elif config.init_from:
+        initialise_from(model, config.init_from)
+
+    callbacks = [
+        EpochTracker(),
+        keras.callbacks.TensorBoard(
+            os.path.join(config.model_dir, "logs"), update_freq="epoch"
+        ),
+    ]
+    history = {}
+    for epoch in range(int(completed.numpy()), config.epochs):
+        dataset = pipeline.make_dataset(
+            config.data_dir,
+            config.train_split,
+            config.batch_size,
+            training=True,
+            seed=config.seed + epoch,
+            views_fn=views_for_epoch(config, epoch + 1, layout),
+        ).take(steps)
+        result = model.fit(
+            dataset,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            callbacks=callbacks,
+            verbose=2,
+        )
+        for name, values in result.history.items():
+            history.setdefault(name, []).extend(float(v) for v in values)
+        completed.assign(epoch + 1)
+        manager.save(checkpoint_number=epoch + 1)
+    fileio.save_keras_atomic(
+        model.query, os.path.join(config.model_dir, "query_network.keras")
+    )
+    return {"history": history, "epochs": int(completed.numpy())}

@@ -1,0 +1,183 @@
+"""Pretraining runs end to end, checkpoints every epoch and resumes."""
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kskel.data import schema
+from kskel.errors import KskelError
+from kskel.pretraining import PretrainConfig
+from kskel.pretraining import run_pretraining
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pretrain") / "data"
+    rng = np.random.default_rng(0)
+
+    def samples(count, prefix):
+        for i in range(count):
+            skeleton = 0.1 * rng.normal(size=(2, 16, 25, 3))
+            yield schema.Sample(
+                skeleton=skeleton.astype("float32"),
+                label=i % 3,
+                name=f"{prefix}{i}",
+                num_frames=16,
+            )
+
+    schema.write_dataset(
+        path,
+        {"train": samples(16, "a"), "test": samples(8, "b")},
+        layout="ntu25",
+        class_names=["a", "b", "c"],
+        preprocessing={},
+        samples_per_shard=10,
+    )
+    return str(path)
+
+
+def _config(data_dir, model_dir, **overrides):
+    config = PretrainConfig(
+        data_dir=data_dir,
+        model_dir=str(model_dir),
+        epochs=2,
+        batch_size=8,
+        queue_size=16,
+        base_width=4,
+        hidden_dim=16,
+        feature_dim=8,
+    )
+    return dataclasses.replace(config, **overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, flag",
+    [
+        ({"method": "simclr"}, "--method"),
+        ({"queue_size": 20}, "--queue_size=20 must be a multiple"),
+        ({"aug_method": "12x"}, "--aug_method"),
+        ({"stream": "velocity"}, "--stream"),
+        ({"epochs": 0}, "--epochs"),
+        ({"init_from": "/nonexistent.keras"}, "--init_from"),
+        ({"lr_milestones": (0,)}, "--lr_milestones"),
+    ],
+)
+def test_bad_flags_are_named(tmp_path, overrides, flag):
+    config = _config(str(tmp_path), tmp_path / "run", **overrides)
+    with pytest.raises(KskelError, match=flag):
+        config.validate()
+
+
+def test_unknown_split_and_oversized_batch(data_dir, tmp_path):
+    with pytest.raises(KskelError, match="--train_split=val"):
+        run_pretraining(_config(data_dir, tmp_path / "a", train_split="val"))
+    with pytest.raises(KskelError, match="--batch_size=32 is larger"):
+        run_pretraining(
+            _config(data_dir, tmp_path / "b", batch_size=32, queue_size=32)
+        )
+
+
+def _variables(checkpoint):
+    reader = tf.train.load_checkpoint(checkpoint)
+    names = [
+        n
+        for n, _ in tf.train.list_variables(checkpoint)
+        if n.startswith(("model/", "optimizer/"))
+    ]
+    return {n: reader.get_tensor(n) for n in names}
+
+
+@pytest.mark.parametrize("method", ["skeletonclr", "aimclr"])
+def test_resume_continues_where_it_stopped(data_dir, tmp_path, method):
+    straight = tmp_path / "straight"
+    result = run_pretraining(
+        _config(data_dir, straight, method=method, epochs=3)
+    )
+    assert len(result["history"]["loss"]) == 3
+    assert np.isfinite(result["history"]["loss"]).all()
+    assert (straight / "query_network.keras").exists()
+
+    resumed = tmp_path / "resumed"
+    run_pretraining(_config(data_dir, resumed, method=method, epochs=2))
+    again = run_pretraining(_config(data_dir, resumed, method=method, epochs=3))
+    assert len(again["history"]["loss"]) == 1  # Only epoch 3 was run.
+    checkpoints = sorted(p.name for p in (resumed / "checkpoints").iterdir())
+    assert "ckpt-3.index" in checkpoints
+
+    a = _variables(str(straight / "checkpoints" / "ckpt-3"))
+    b = _variables(str(resumed / "checkpoints" / "ckpt-3"))
+    assert a.keys() == b.keys()
+    # Same optimizer state, queue, pointer and epoch: the resumed run ends
+    # where the uninterrupted one does (up to float round-off).
+    for name in a:
+        np.testing.assert_allclose(
+            a[name].astype(float),
+            b[name].astype(float),
+            atol=1e-3,
+            err_msg=name,
+        )
+
+
+def test_resume_refuses_other_architecture(data_dir, tmp_path):
+    run_pretraining(_config(data_dir, tmp_path / "run", epochs=1))
+    with pytest.raises(KskelError, match="--feature_dim"):
+        run_pretraining(
+            _config(data_dir, tmp_path / "run", epochs=2, feature_dim=16)
+        )
+
+
+def test_init_from_copies_query_network_into_both_encoders(data_dir, tmp_path):
+    import keras
+
+    from kskel.pretraining import build_model
+    from kskel.pretraining import initialise_from
+
+    first = tmp_path / "first"
+    run_pretraining(_config(data_dir, first, epochs=1))
+    path = str(first / "query_network.keras")
+    config = _config(data_dir, tmp_path / "second", init_from=path)
+    model = build_model(config, (2, 16, 25, 3))
+    initialise_from(model, path)
+    source = keras.models.load_model(path)
+    for network in (model.query, model.key):
+        for target, value in zip(network.weights, source.weights):
+            np.testing.assert_array_equal(np.asarray(target), np.asarray(value))
+    result = run_pretraining(dataclasses.replace(config, epochs=1))
+    assert np.isfinite(result["history"]["loss"]).all()
+    wrong = _config(data_dir, tmp_path / "third", base_width=8)
+    with pytest.raises(
+        KskelError, match="--init_from=.*architectures differ|shape"
+    ):
+        initialise_from(build_model(wrong, (2, 16, 25, 3)), path)
+
+
+def test_cli_flagfile_and_one_line_errors(data_dir, tmp_path):
+    flagfile = tmp_path / "run.cfg"
+    flagfile.write_text(
+        "\n".join(
+            [
+                f"--data_dir={data_dir}",
+                f"--model_dir={tmp_path / 'cli'}",
+                "--epochs=1",
+                "--batch_size=8",
+                "--queue_size=16",
+                "--base_width=4",
+                "--hidden_dim=16",
+                "--feature_dim=8",
+            ]
+        )
+    )
+    command = [sys.executable, "-m", "kskel.pretrain", f"--flagfile={flagfile}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "done: 1 epochs" in result.stdout
+    bad = subprocess.run(
+        [*command, "--temperature=0"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == ["error: --temperature=0.0: expected > 0."]
