@@ -339,7 +339,6 @@ def run_pretraining(config):
             l2=config.weight_decay,
         )
         model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
-        optimizer.build(model.query.trainable_variables)
         completed = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint = tf.train.Checkpoint(
         model=model, optimizer=optimizer, completed_epochs=completed

@@ -87,7 +87,10 @@ class MoCo(keras.Model):
         batch_shape = (None, *self.view_shape)
         self.query.build(batch_shape)
         self.key.build(batch_shape)
-        self.key.trainable = False
+        # The key network stays `trainable`: a Keras BatchNormalization with
+        # `trainable=False` runs in inference mode, while the official key
+        # encoder normalises with batch statistics. It gets no gradients
+        # because `train_step` differentiates the query variables only.
         # Same architecture, so the weight lists align one to one.
         self._ema_pairs = [
             (k, q)
@@ -129,6 +132,13 @@ class MoCo(keras.Model):
             name: keras.metrics.Mean(name=name)
             for name in ("loss", *self.METRICS)
         }
+
+    def compile(self, optimizer="sgd", **kwargs):
+        super().compile(optimizer=optimizer, **kwargs)
+        # Slots created now, not inside the first traced step (which would
+        # trace the step twice).
+        self.optimizer.build(self.query.trainable_variables)
+        self.built = True
 
     # Names of the scalars `contrastive_loss` reports besides the loss.
     METRICS = ("contrast_acc",)
