@@ -71,6 +71,30 @@ class PretrainConfig:
     actclr_schedule: bool = _field(
         True, "ActCLR: per-epoch augmentation schedule of the official code."
     )
+    actclr_anchor: str = _field(
+        "dataset_mean",
+        "ActCLR static anchor: 'dataset_mean' (paper: the average motion "
+        "of the training split) or 'batch_mean' (official code).",
+    )
+    actclr_mask_axis: str = _field(
+        "feature",
+        "ActCLR cosine axis: 'feature' (paper, a working actionlet) or "
+        "'head_collapse' (official HEAD: the actionlet collapses to ~0).",
+    )
+    actclr_kc_mode: str = _field(
+        "per_sample",
+        "ActCLR mixed key: 'per_sample' or 'v2023_broadcast' (the 87.14 "
+        "checkpoint's code; needs batch_size == feature_dim).",
+    )
+    actclr_ske_trans_mode: str = _field(
+        "head", "ActCLR joint-stream Skeleton AdaIN: 'head' or 'v2023'."
+    )
+    actclr_topk: int = _field(8192, "ActCLR: mined queue entries.")
+    tau_q: float = _field(0.1, "ActCLR query-side temperature.")
+    tau_k: float = _field(0.04, "ActCLR key-side temperature.")
+    safp_mix: float = _field(
+        0.5, "ActCLR offline feature: (1 - s) GAP + s SAFP (paper: 1)."
+    )
     strategy: str = _field("default", "default, mirrored or multiworker.")
     sync_batch_norm: bool = _field(
         False, "Synchronise batch norm across replicas."
@@ -117,6 +141,30 @@ class PretrainConfig:
                 "'independent' or 'copy'",
             ),
             (self.topk >= 1, "topk", ">= 1"),
+            (self.actclr_topk >= 1, "actclr_topk", ">= 1"),
+            (self.tau_q > 0, "tau_q", "> 0"),
+            (self.tau_k > 0, "tau_k", "> 0"),
+            (0 <= self.safp_mix <= 1, "safp_mix", "in [0, 1]"),
+            (
+                self.actclr_anchor in ("dataset_mean", "batch_mean"),
+                "actclr_anchor",
+                "'dataset_mean' or 'batch_mean'",
+            ),
+            (
+                self.actclr_mask_axis in ("feature", "head_collapse"),
+                "actclr_mask_axis",
+                "'feature' or 'head_collapse'",
+            ),
+            (
+                self.actclr_kc_mode in ("per_sample", "v2023_broadcast"),
+                "actclr_kc_mode",
+                "'per_sample' or 'v2023_broadcast'",
+            ),
+            (
+                self.actclr_ske_trans_mode in ("head", "v2023"),
+                "actclr_ske_trans_mode",
+                "'head' or 'v2023'",
+            ),
             (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
             (self.steps_per_epoch >= 0, "steps_per_epoch", ">= 0"),
             (self.synthetic_samples >= 0, "synthetic_samples", ">= 0"),
@@ -189,7 +237,39 @@ def build_model(config, view_shape):
         return models.AimCLR(
             mining_epoch=config.mining_epoch, topk=config.topk, **common
         )
-    return models.ActCLR(stream=config.stream, **common)
+    return models.ActCLR(
+        anchor=config.actclr_anchor,
+        mask_axis=config.actclr_mask_axis,
+        kc_mode=config.actclr_kc_mode,
+        ske_trans_mode=config.actclr_ske_trans_mode,
+        stream=config.stream,
+        topk=min(config.actclr_topk, config.queue_size),
+        tau_q=config.tau_q,
+        tau_k=config.tau_k,
+        safp_mix=config.safp_mix,
+        **common,
+    )
+
+
+def training_average_motion(config, layout):
+    """ActCLR's paper anchor: the mean training sequence of the stream."""
+    import functools
+
+    from kskel.data import pipeline
+    from kskel.data.streams import to_stream
+    from kskel.models.actclr import average_motion
+
+    dataset = pipeline.make_dataset(
+        config.data_dir,
+        config.train_split,
+        256,
+        training=False,
+        with_labels=False,
+        stream_fn=functools.partial(
+            to_stream, stream=config.stream, layout=layout
+        ),
+    )
+    return average_motion(batch.numpy() for batch in dataset)
 
 
 def views_for_epoch(config, epoch, layout):
@@ -354,8 +434,11 @@ def run_pretraining(config):
             f"resumed from {manager.latest_checkpoint} "
             f"(epoch {int(completed.numpy())})"
         )
-    elif config.init_from:
-        initialise_from(model, config.init_from)
+    else:
+        if config.init_from:
+            initialise_from(model, config.init_from)
+        if config.method == "actclr" and config.actclr_anchor == "dataset_mean":
+            model.set_average_motion(training_average_motion(config, layout))
 
     callbacks = [
         EpochTracker(),
