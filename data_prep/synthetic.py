@@ -1020,45 +1020,50 @@ def generate_dataset(
 # ----------------------------------------------------------------------------
 # Command line.
 
-_OUT = flags.DEFINE_string("out", None, "Output dataset directory.")
-_NUM_SAMPLES = flags.DEFINE_integer(
-    "num_samples", 2000, "Samples over all splits (>= 3)."
-)
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed (>= 0).")
-_NUM_FRAMES = flags.DEFINE_integer("num_frames", 50, "Frames T (>= 2).")
-_NUM_SUBJECTS = flags.DEFINE_integer(
-    "num_subjects", 20, "Subjects, split 70/15/15 % (>= 3)."
-)
+
+# Flags are defined only when run as a program, so that importing this
+# module from another CLI (kskel.pretrain generates the demo data) does not
+# clash with that CLI's flags.
+def _define_flags():
+    flags.DEFINE_string("out", None, "Output dataset directory.")
+    flags.DEFINE_integer("num_samples", 2000, "Samples over all splits (>= 3).")
+    flags.DEFINE_integer("seed", 0, "Random seed (>= 0).")
+    flags.DEFINE_integer("num_frames", 50, "Frames T (>= 2).")
+    flags.DEFINE_integer(
+        "num_subjects", 20, "Subjects, split 70/15/15 % (>= 3)."
+    )
 
 
 def main(argv):
     del argv
-    if not _OUT.value:
+    values = flags.FLAGS
+    if not values.out:
         raise KskelError("--out is required: the output dataset directory.")
-    for holder, low in (
-        (_NUM_SAMPLES, 3),
-        (_SEED, 0),
-        (_NUM_FRAMES, 2),
-        (_NUM_SUBJECTS, 3),
+    for name, low in (
+        ("num_samples", 3),
+        ("seed", 0),
+        ("num_frames", 2),
+        ("num_subjects", 3),
     ):
-        if holder.value < low:
+        if values[name].value < low:
             raise KskelError(
-                f"--{holder.name}={holder.value}: must be >= {low}."
+                f"--{name}={values[name].value}: must be >= {low}."
             )
     manifest = generate_dataset(
-        _OUT.value,
-        _NUM_SAMPLES.value,
-        _SEED.value,
-        num_frames=_NUM_FRAMES.value,
-        num_subjects=_NUM_SUBJECTS.value,
+        values.out,
+        values.num_samples,
+        values.seed,
+        num_frames=values.num_frames,
+        num_subjects=values.num_subjects,
     )
     counts = ", ".join(
         f"{split} {entry['num_samples']}"
         for split, entry in manifest["splits"].items()
     )
-    print(f"wrote {_OUT.value}: {counts} samples, {NUM_CLASSES} classes")
+    print(f"wrote {values.out}: {counts} samples, {NUM_CLASSES} classes")
     return 0
 
 
 if __name__ == "__main__":
+    _define_flags()
     cli.run(main)

@@ -63,3 +63,17 @@ def to_flagfile(config):
         else:
             lines.append(f"--{field.name}={value}")
     return "\n".join(lines) + "\n"
+
+
+def config_from_flagfile(config_cls, path, **overrides):
+    """Builds a `config_cls` from an absl flag file plus field overrides.
+
+    Nested `--flagfile=` lines are resolved relative to the working
+    directory, as absl does.
+    """
+    values = flags.FlagValues()
+    define_flags(config_cls, values)
+    values(["kskel", f"--flagfile={path}"])
+    return dataclasses.replace(
+        config_from_flags(config_cls, values), **overrides
+    )

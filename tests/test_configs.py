@@ -4,10 +4,8 @@ import dataclasses
 import pathlib
 
 import pytest
-from absl import flags
 
-from kskel.flag_config import config_from_flags
-from kskel.flag_config import define_flags
+from kskel.flag_config import config_from_flagfile
 from kskel.flag_config import to_flagfile
 from kskel.pretraining import PretrainConfig
 
@@ -19,17 +17,14 @@ PRETRAIN_CONFIGS = sorted(
 )
 
 
-def _parse(*argv):
-    values = flags.FlagValues()
-    define_flags(PretrainConfig, values)
-    values(["prog", *argv])
-    return config_from_flags(PretrainConfig, values)
+def _parse(path):
+    return config_from_flagfile(PretrainConfig, path)
 
 
 @pytest.mark.parametrize("path", PRETRAIN_CONFIGS, ids=lambda p: p.name)
 def test_pretrain_config_validates(path, monkeypatch):
     monkeypatch.chdir(ROOT)  # Nested --flagfile paths are repo-relative.
-    config = _parse(f"--flagfile={path}")
+    config = _parse(path)
     assert config.method == path.stem.split("_")[0]
     # init_from names the output of another run; everything else must hold.
     dataclasses.replace(config, init_from="").validate()
@@ -47,4 +42,4 @@ def test_flagfile_round_trip(tmp_path):
     )
     path = tmp_path / "x.cfg"
     path.write_text(to_flagfile(config))
-    assert _parse(f"--flagfile={path}") == config
+    assert _parse(path) == config
