@@ -420,8 +420,16 @@ def run_pretraining(config):
         )
         model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
         completed = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Flat lists of every variable: TensorFlow's object graph does not see
+    # layers Keras 3 keeps in Python lists (the encoder blocks), and Keras
+    # seed generators (dropout, ActCLR's mixing) are no trackables at all.
+    # Listing `model.variables` saves weights, batch-norm statistics of both
+    # networks, queue, epoch and random-number states, so a resumed run
+    # continues exactly as an uninterrupted one.
     checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, completed_epochs=completed
+        model_variables=[v.value for v in model.variables],
+        optimizer_variables=[v.value for v in optimizer.variables],
+        completed_epochs=completed,
     )
     manager = tf.train.CheckpointManager(
         checkpoint,

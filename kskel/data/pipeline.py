@@ -309,9 +309,7 @@ def _model_inputs(manifest, views_fn, stream_fn, with_labels, pipeline_id):
         batch = schema.parse_example(records, manifest)
         x = batch["skeleton"]
         if views_fn is not None:
-            seed = tf.stack(
-                [random_value, tf.constant(pipeline_id, tf.int64)]
-            )
+            seed = tf.stack([random_value, tf.constant(pipeline_id, tf.int64)])
             x = views_fn(x, seed)
             if isinstance(x, list):
                 x = tuple(x)
