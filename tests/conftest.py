@@ -31,3 +31,13 @@ def reference():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Every test starts from the same Python, NumPy and Keras seeds, so
+    weight initialisations (and any test that depends on them) are the
+    same in every run."""
+    import keras
+
+    keras.utils.set_random_seed(1234)
