@@ -3,6 +3,7 @@
 Usage:
     python -m kskel.predict --model model.keras --input x.npy \\
         --layout NCTVM --output logits.npy [--features] [--batch_size 64]
+    python -m kskel.predict --model model.keras --data DIR --split test
 
 `--layout NCTVM` is the official (N, C, T, V, M) layout; `NMTVC` is the
 project's own. The output holds logits (or, with `--features`, the pooled
@@ -18,6 +19,13 @@ from kskel.inference import LAYOUTS
 
 _MODEL = flags.DEFINE_string("model", None, "A `.keras` model file.")
 _INPUT = flags.DEFINE_string("input", None, "Input `.npy` array.")
+_DATA = flags.DEFINE_string(
+    "data", None, "A TFRecord dataset directory (instead of --input)."
+)
+_SPLIT = flags.DEFINE_string("split", "test", "Split of --data to score.")
+_STREAM = flags.DEFINE_enum(
+    "stream", "joint", ["joint", "motion", "bone"], "Stream fed to --model."
+)
 _LAYOUT = flags.DEFINE_enum(
     "layout", "NMTVC", list(LAYOUTS), "Axis order of --input."
 )
@@ -34,8 +42,20 @@ _BATCH_SIZE = flags.DEFINE_integer(
 
 def main(argv):
     del argv
-    if not _MODEL.value or not _INPUT.value:
-        raise KskelError("--model and --input are required.")
+    if not _MODEL.value or bool(_INPUT.value) == bool(_DATA.value):
+        raise KskelError("--model and one of --input or --data are required.")
+    if _DATA.value:
+        from kskel.inference import evaluate_split
+
+        accuracy, count = evaluate_split(
+            _MODEL.value,
+            _DATA.value,
+            _SPLIT.value,
+            _STREAM.value,
+            _BATCH_SIZE.value,
+        )
+        print(f"{_SPLIT.value}: top-1 {accuracy:.4f} on {count} samples")
+        return 0
     from kskel.inference import run_prediction
 
     out = run_prediction(

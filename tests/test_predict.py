@@ -9,6 +9,7 @@ import pytest
 from kskel.encoders import SkeletonClassifier
 from kskel.encoders import STGCNEncoder
 from kskel.errors import KskelError
+from kskel.inference import evaluate_split
 from kskel.inference import predict
 from kskel.inference import run_prediction
 
@@ -104,3 +105,48 @@ def test_missing_model(tmp_path):
     np.save(source, np.zeros((1, 2, 20, 25, 3), "f4"))
     with pytest.raises(KskelError, match="--model=.*not found"):
         run_prediction(tmp_path / "none.keras", source)
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory):
+    from kskel.data import schema
+
+    path = tmp_path_factory.mktemp("split") / "data"
+    rng = np.random.default_rng(0)
+    samples = [
+        schema.Sample(
+            skeleton=rng.normal(size=(2, 20, 25, 3)).astype("float32"),
+            label=i % 5,
+            name=f"s{i}",
+            num_frames=20,
+        )
+        for i in range(10)
+    ]
+    schema.write_dataset(
+        path,
+        {"test": iter(samples)},
+        layout="ntu25",
+        class_names=[f"c{i}" for i in range(5)],
+        preprocessing={},
+    )
+    x = np.stack([s.skeleton for s in samples])
+    return path, x, np.array([s.label for s in samples])
+
+
+def test_accuracy_on_a_split_matches_direct_prediction(model_file, split_dir):
+    path, x, labels = split_dir
+    accuracy, count = evaluate_split(model_file[0], path, "test", batch_size=4)
+    logits = predict(model_file[1], x)
+    assert count == 10
+    assert accuracy == pytest.approx(np.mean(logits.argmax(1) == labels))
+
+
+def test_split_errors(model_file, split_dir, tmp_path):
+    path = split_dir[0]
+    with pytest.raises(KskelError, match="no split 'val'"):
+        evaluate_split(model_file[0], path, "val")
+    other = SkeletonClassifier(STGCNEncoder(base_width=4, hidden_dim=16), 7)
+    other.build((None, 2, 20, 25, 3))
+    other.save(tmp_path / "seven.keras")
+    with pytest.raises(KskelError, match="7 outputs.*5 classes"):
+        evaluate_split(tmp_path / "seven.keras", path, "test")
