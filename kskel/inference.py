@@ -123,34 +123,24 @@ def evaluate_split(model_path, data_dir, split, stream="joint", batch_size=64):
             channels or class count do not match the dataset; unknown or
             empty split.
     """
-    import functools
-
-    from kskel.data import pipeline
     from kskel.data import schema
-    from kskel.data.streams import to_stream
-    from kskel.evaluation.features import check_compatible
+    from kskel.evaluation import features
 
     model = load_model(model_path)
     manifest = schema.load_manifest(data_dir)
-    check_compatible(model, manifest, f"--data={data_dir}")
+    features.check_compatible(model, manifest, f"--data={data_dir}")
     if not model.is_classifier or model.num_outputs != manifest["num_classes"]:
         raise KskelError(
             f"--model={model_path}: {model.num_outputs} outputs, the dataset "
             f"--data={data_dir} has {manifest['num_classes']} classes; use "
             "a classifier trained for this dataset."
         )
-    dataset = pipeline.make_dataset(
+    logits, labels = features.extract(
+        model,
         data_dir,
         split,
-        batch_size,
-        training=False,
-        stream_fn=functools.partial(
-            to_stream, stream=stream, layout=manifest["layout"]
-        ),
+        stream=stream,
+        batch_size=batch_size,
+        projection=True,  # The head's output: the logits.
     )
-    correct = total = 0
-    for x, y in dataset:
-        logits = predict(model, x.numpy(), batch_size)
-        correct += int(np.sum(np.argmax(logits, axis=1) == y.numpy()))
-        total += len(logits)
-    return correct / total, total
+    return float(np.mean(np.argmax(logits, axis=1) == labels)), len(labels)
