@@ -109,6 +109,9 @@ class PretrainConfig:
         0, "Limit steps per epoch (0: the whole split)."
     )
     jit_compile: bool = _field(False, "Compile the train step with XLA.")
+    verbose: int = _field(
+        1, "Keras progress output: 0 silent, 1 progress bar, 2 one line."
+    )
     synthetic_samples: int = _field(
         0,
         "If > 0 and --data_dir has no dataset, generate the synthetic "
@@ -167,6 +170,7 @@ class PretrainConfig:
             ),
             (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
             (self.steps_per_epoch >= 0, "steps_per_epoch", ">= 0"),
+            (self.verbose in (0, 1, 2), "verbose", "0, 1 or 2"),
             (self.synthetic_samples >= 0, "synthetic_samples", ">= 0"),
             (
                 all(int(m) >= 1 for m in self.lr_milestones),
@@ -251,12 +255,32 @@ def build_model(config, view_shape):
     )
 
 
-def training_average_motion(config, layout):
-    """ActCLR's paper anchor: the mean training sequence of the stream."""
+def _stream_fn(config, layout):
     import functools
 
-    from kskel.data import pipeline
     from kskel.data.streams import to_stream
+
+    return functools.partial(to_stream, stream=config.stream, layout=layout)
+
+
+def _actionlet_batch(config, layout, count=4):
+    """The first `count` training samples, whose actionlet is logged."""
+    from kskel.data import pipeline
+
+    dataset = pipeline.make_dataset(
+        config.data_dir,
+        config.train_split,
+        count,
+        training=False,
+        with_labels=False,
+        stream_fn=_stream_fn(config, layout),
+    )
+    return next(iter(dataset)).numpy()
+
+
+def training_average_motion(config, layout):
+    """ActCLR's paper anchor: the mean training sequence of the stream."""
+    from kskel.data import pipeline
     from kskel.models.actclr import average_motion
 
     dataset = pipeline.make_dataset(
@@ -265,9 +289,7 @@ def training_average_motion(config, layout):
         256,
         training=False,
         with_labels=False,
-        stream_fn=functools.partial(
-            to_stream, stream=config.stream, layout=layout
-        ),
+        stream_fn=_stream_fn(config, layout),
     )
     return average_motion(batch.numpy() for batch in dataset)
 
@@ -390,6 +412,8 @@ def run_pretraining(config):
     from kskel.data import schema
     from kskel.models.moco import EpochTracker
     from kskel.optimizers import TorchSGD
+    from kskel.pretrain_callbacks import NaNGuard
+    from kskel.pretrain_callbacks import PretrainMonitor
     from kskel.schedules import EpochStepDecay
 
     config.validate()
@@ -448,11 +472,17 @@ def run_pretraining(config):
         if config.method == "actclr" and config.actclr_anchor == "dataset_mean":
             model.set_average_motion(training_average_motion(config, layout))
 
+    logdir = os.path.join(config.model_dir, "logs")
     callbacks = [
         EpochTracker(),
-        keras.callbacks.TensorBoard(
-            os.path.join(config.model_dir, "logs"), update_freq="epoch"
+        NaNGuard(manager.directory),
+        PretrainMonitor(
+            os.path.join(logdir, "pretrain"),
+            _actionlet_batch(config, layout)
+            if config.method == "actclr"
+            else None,
         ),
+        keras.callbacks.TensorBoard(logdir, update_freq="epoch"),
     ]
     history = {}
     for epoch in range(int(completed.numpy()), config.epochs):
@@ -469,7 +499,7 @@ def run_pretraining(config):
             initial_epoch=epoch,
             epochs=epoch + 1,
             callbacks=callbacks,
-            verbose=2,
+            verbose=config.verbose,
         )
         for name, values in result.history.items():
             history.setdefault(name, []).extend(float(v) for v in values)
@@ -479,3 +509,49 @@ def run_pretraining(config):
         model.query, os.path.join(config.model_dir, "query_network.keras")
     )
     return {"history": history, "epochs": int(completed.numpy())}
+
+
+def load_config(model_dir):
+    """The `PretrainConfig` a run saved in `model_dir/config.json`."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(path):
+        raise KskelError(
+            f"{model_dir}: no config.json; not a kskel pretraining "
+            "--model_dir."
+        )
+    with open(path) as file:
+        saved = json.load(file)
+    names = {field.name for field in dataclasses.fields(PretrainConfig)}
+    unknown = sorted(set(saved) - names)
+    if unknown:
+        raise KskelError(f"{path}: unknown settings {unknown}.")
+    if "lr_milestones" in saved:
+        saved["lr_milestones"] = tuple(saved["lr_milestones"])
+    return PretrainConfig(**saved)
+
+
+def restore_model(model_dir):
+    """`(model, config)`: the whole contrastive model of a run's last epoch.
+
+    Rebuilds the model of `model_dir/config.json` (both encoders, queue
+    and, for ActCLR, the average motion) and loads its latest checkpoint.
+    Use it for what needs more than `query_network.keras`, such as
+    ActCLR's actionlet, which comes from the key network and its anchor.
+    """
+    import tensorflow as tf
+
+    from kskel.data import schema
+
+    config = load_config(model_dir)
+    directory = os.path.join(model_dir, "checkpoints")
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
+        raise KskelError(f"{directory}: no checkpoint to restore.")
+    manifest = schema.load_manifest(config.data_dir)
+    model = build_model(config, schema.sample_shape(manifest))
+    checkpoint = tf.train.Checkpoint(
+        model_variables=[v.value for v in model.variables]
+    )
+    status = checkpoint.restore(latest)
+    status.assert_existing_objects_matched().expect_partial()
+    return model, config

@@ -190,3 +190,102 @@ def test_cli_flagfile_and_one_line_errors(data_dir, tmp_path):
     assert bad.returncode == 1
     errors = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]
     assert errors == ["error: --temperature=0.0: expected > 0."]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+    run = tmp_path / "run"
+    run_pretraining(_config(data_dir, run, epochs=1))
+    with pytest.raises(KskelError, match="loss became .* epoch 2") as error:
+        run_pretraining(_config(data_dir, run, epochs=3, learning_rate=1e30))
+    assert str(run / "checkpoints") in str(error.value)
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith(
+        "ckpt-1"
+    )
+
+
+def test_sigkill_mid_epoch_then_resume_finishes(data_dir, tmp_path):
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "kskel.pretrain",
+        f"--data_dir={data_dir}",
+        f"--model_dir={run}",
+        "--epochs=3",
+        "--batch_size=4",
+        "--queue_size=16",
+        "--base_width=4",
+        "--hidden_dim=16",
+        "--feature_dim=8",
+        "--verbose=0",
+    ]
+    state = run / "checkpoints" / "checkpoint"
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (state.exists() and "ckpt-1" in state.read_text()):
+            assert process.poll() is None, "the run ended before epoch 2"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.05)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (run / "query_network.keras").exists()
+
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+    assert "done: 3 epochs" in resumed.stdout
+    load = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, numpy as np, keras, kskel.encoders; "
+            "m = keras.models.load_model(sys.argv[1]); "
+            "print(m(np.zeros((1, 2, 16, 25, 3), 'float32')).shape)",
+            str(run / "query_network.keras"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert load.returncode == 0, load.stderr[-2000:]
+    assert "(1, 8)" in load.stdout
+
+
+def test_logs_learning_rate_queue_statistics_and_actionlet(data_dir, tmp_path):
+    run = tmp_path / "run"
+    result = run_pretraining(
+        _config(
+            data_dir,
+            run,
+            method="actclr",
+            epochs=1,
+            learning_rate=0.25,
+            actclr_topk=8,
+        )
+    )
+    history = result["history"]
+    assert history["learning_rate"] == [0.25]
+    assert -1.0 <= history["queue_mean_cosine"][0] <= 1.0
+    assert history["queue_std"][0] > 0
+    tags = set()
+    for path in (run / "logs" / "pretrain").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"actionlet", "actionlet_mean"} <= tags
+
+
+def test_queue_statistics_of_collapsed_and_spread_queues():
+    from kskel.pretrain_callbacks import queue_statistics
+
+    collapsed = queue_statistics(np.ones((8, 4)))
+    assert collapsed["queue_mean_cosine"] == pytest.approx(1.0)
+    assert collapsed["queue_std"] == pytest.approx(0.0)
+    # Rows +e_i and -e_i: every pair of distinct rows has cosine 0 except
+    # the 4 opposite pairs (-1): mean = -8 / 56.
+    spread = queue_statistics(np.concatenate([np.eye(4), -np.eye(4)]))
+    assert spread["queue_mean_cosine"] == pytest.approx(-8 / 56)

@@ -1,0 +1,86 @@
+"""The network an evaluation protocol starts from.
+
+`--pretrained` names a pretraining `--model_dir` (its
+`query_network.keras` is used) or a `.keras` file holding a
+`SkeletonClassifier` (a query network or a converted/linear classifier).
+`--random_init` gives the untrained baseline with the same architecture.
+"""
+
+import os
+
+from kskel.errors import KskelError
+
+QUERY_NETWORK = "query_network.keras"
+
+
+def resolve(pretrained):
+    """The `.keras` file `--pretrained` points at."""
+    if os.path.isdir(pretrained):
+        path = os.path.join(pretrained, QUERY_NETWORK)
+        if not os.path.exists(path):
+            raise KskelError(
+                f"--pretrained={pretrained}: the directory has no "
+                f"{QUERY_NETWORK} (did the pretraining run finish?)."
+            )
+        return path
+    if not os.path.exists(pretrained):
+        raise KskelError(f"--pretrained={pretrained}: not found.")
+    return pretrained
+
+
+def load_network(pretrained):
+    """The `SkeletonClassifier` stored at `pretrained` (dir or file)."""
+    from kskel.encoders import SkeletonClassifier
+    from kskel.inference import load_model
+
+    path = resolve(pretrained)
+    try:
+        model = load_model(path)
+    except KskelError as err:
+        raise KskelError(
+            f"--pretrained={pretrained}: "
+            + str(err).split(": ", 1)[-1]
+        ) from None
+    if not isinstance(model, SkeletonClassifier):
+        raise KskelError(
+            f"--pretrained={pretrained}: holds a {type(model).__name__}, "
+            "expected a kskel SkeletonClassifier (a pretraining query "
+            "network or a classifier)."
+        )
+    return model
+
+
+def random_network(encoder_config, seed=0):
+    """An untrained encoder (official init) with a throwaway linear head."""
+    import keras
+
+    from kskel.encoders import SkeletonClassifier
+    from kskel.encoders import STGCNEncoder
+
+    keras.utils.set_random_seed(seed)
+    encoder = STGCNEncoder(**encoder_config)
+    return SkeletonClassifier(encoder, 1)
+
+
+def starting_network(pretrained, random_init, encoder_config, seed=0):
+    """`(network, source)`: what `--pretrained` / `--random_init` select.
+
+    With `random_init`, the encoder is re-drawn with the architecture of
+    `pretrained` when one is given, else with `encoder_config`. `source` is
+    the path recorded in results (or "random_init").
+    """
+    if not pretrained and not random_init:
+        raise KskelError(
+            "--pretrained: required (a pretraining --model_dir or a .keras "
+            "file), or pass --random_init for the untrained baseline."
+        )
+    if random_init:
+        if pretrained:
+            config = load_network(pretrained).encoder.get_config()
+            config = {
+                k: v for k, v in config.items() if k not in ("name", "dtype")
+            }
+        else:
+            config = dict(encoder_config)
+        return random_network(config, seed), "random_init"
+    return load_network(pretrained), resolve(pretrained)
