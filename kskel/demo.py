@@ -4,9 +4,10 @@ Usage:
     python -m kskel.demo [--out_dir demo_out] [--reference_dir DIR]
 
 1. Generates the synthetic NTU-25 dataset, pretrains SkeletonCLR on it with
-   `configs/skeletonclr_demo.cfg` (CPU, minutes) and compares the KNN
-   top-1 of the pretrained encoder with a randomly initialised one on the
-   test split.
+   `configs/skeletonclr_demo.cfg` (CPU, minutes) and compares the KNN and
+   linear-evaluation top-1 of the pretrained encoder with a randomly
+   initialised one (batch-norm statistics from the data) on the test
+   split.
 2. When the official checkpoints are at `--reference_dir` (default
    `../shared/reference` or `KSKEL_REFERENCE_DIR`), converts them to
    `.keras` and prints how far their logits are from the official ones.
@@ -80,29 +81,45 @@ def run_reference_demo(reference_dir, out_dir):
     return errors
 
 
-def knn_top1(model, data_dir, stream="joint"):
-    """KNN (k=20, t=0.1) top-1 on `test` with `train` as the bank."""
-    from kskel.data import schema
-    from kskel.evaluation import features
-    from kskel.evaluation import knn
+def evaluate(pretrained, data_dir, out_dir, stream, encoder):
+    """KNN and linear top-1 of `pretrained` (or random init when None)."""
 
-    bank, bank_labels = features.extract(
-        model, data_dir, "train", stream=stream
+    from kskel.evaluation.knn_eval import KnnConfig
+    from kskel.evaluation.knn_eval import run_knn
+    from kskel.evaluation.linear import LinearEvalConfig
+    from kskel.evaluation.linear import run_linear_eval
+    from kskel.flag_config import config_from_flagfile
+
+    common = {
+        "pretrained": pretrained or "",
+        "random_init": pretrained is None,
+        "data_dir": data_dir,
+        "stream": stream,
+        **encoder,
+    }
+    knn = config_from_flagfile(
+        KnnConfig,
+        "configs/knn_demo.cfg",
+        model_dir=str(out_dir / "knn"),
+        features="encoder",
+        **common,
     )
-    test, labels = features.extract(model, data_dir, "test", stream=stream)
-    num_classes = schema.load_manifest(data_dir)["num_classes"]
-    scores = knn.knn_predict(bank, bank_labels, test, num_classes, k=20)
-    return knn.topk_accuracy(scores, labels)
+    linear = config_from_flagfile(
+        LinearEvalConfig,
+        "configs/linear_eval_demo.cfg",
+        model_dir=str(out_dir / "linear_eval"),
+        **common,
+    )
+    return {
+        "knn": run_knn(knn)["top1"],
+        "linear": run_linear_eval(linear)["top1"],
+    }
 
 
 def run_synthetic_demo(config_path, out_dir, epochs=None):
-    """Pretrains on the synthetic data; returns KNN top-1 (random, trained)."""
-    import keras
-
-    from kskel.data import schema
+    """Pretrains on the synthetic data; returns top-1 per protocol."""
     from kskel.flag_config import config_from_flagfile
     from kskel.pretraining import PretrainConfig
-    from kskel.pretraining import build_model
     from kskel.pretraining import run_pretraining
 
     out_dir = pathlib.Path(out_dir)
@@ -114,20 +131,37 @@ def run_synthetic_demo(config_path, out_dir, epochs=None):
         overrides["epochs"] = epochs
     config = config_from_flagfile(PretrainConfig, config_path, **overrides)
     result = run_pretraining(config)
-    trained = keras.models.load_model(
-        out_dir / "pretrain" / "query_network.keras"
-    )
-    keras.utils.set_random_seed(config.seed)
-    view_shape = schema.sample_shape(schema.load_manifest(config.data_dir))
-    random = build_model(config, view_shape).query
+    encoder = {"base_width": config.base_width, "hidden_dim": config.hidden_dim}
     accuracy = {
-        "random_init": knn_top1(random, config.data_dir, config.stream),
-        "pretrained": knn_top1(trained, config.data_dir, config.stream),
+        "pretrained": evaluate(
+            config.model_dir,
+            config.data_dir,
+            out_dir / "eval_pretrained",
+            config.stream,
+            encoder,
+        ),
+        "random_init": evaluate(
+            None,
+            config.data_dir,
+            out_dir / "eval_random_init",
+            config.stream,
+            encoder,
+        ),
     }
     print(
         f"{config.method} on the synthetic dataset, {result['epochs']} "
-        f"epochs: KNN top-1 {accuracy['pretrained']:.1%} pretrained vs "
-        f"{accuracy['random_init']:.1%} random init"
+        "epochs (chance 6.2%):"
+    )
+    for protocol in ("knn", "linear"):
+        print(
+            f"  {protocol:>6} top-1: "
+            f"{accuracy['pretrained'][protocol]:.1%} pretrained, "
+            f"{accuracy['random_init'][protocol]:.1%} random init"
+        )
+    print(
+        f"  written: {config.model_dir} (checkpoints, logs, "
+        f"query_network.keras), {out_dir}/eval_*/ (results.json, "
+        "linear_eval/classifier.keras)"
     )
     return accuracy
 

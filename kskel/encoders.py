@@ -236,7 +236,8 @@ class SkeletonClassifier(keras.Model):
         return isinstance(self.head, keras.layers.Dense)
 
     def call(self, inputs, training=None):
-        return self.head(self.encoder(inputs, training=training))
+        features = self.encoder(inputs, training=training)
+        return self.head(features, training=training)
 
     def features(self, inputs, training=False):
         """Pooled encoder features, `(N, hidden_dim)`."""

@@ -68,24 +68,27 @@ class PretrainMonitor(keras.callbacks.Callback):
 
     Args:
         logdir: TensorBoard directory for the images.
+        schedule: the optimizer's learning-rate schedule.
         actionlet_batch: optional `(N, M, T, V, C)` array whose actionlet
             is drawn each epoch (ActCLR only).
     """
 
-    def __init__(self, logdir, actionlet_batch=None):
+    def __init__(self, logdir, schedule, actionlet_batch=None):
         super().__init__()
         self.logdir = logdir
+        self.schedule = schedule
         self.actionlet_batch = actionlet_batch
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        optimizer = self.model.optimizer
-        lr = optimizer.learning_rate
-        if callable(lr):
-            lr = lr(optimizer.iterations)
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+        # The rate of the epoch's last step (the optimizer's counter already
+        # points at the next epoch's first).
+        last_step = self.model.optimizer.iterations - 1
+        logs["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.schedule(last_step))
+        )
         logs.update(
             queue_statistics(keras.ops.convert_to_numpy(self.model.queue))
         )

@@ -56,6 +56,11 @@ class PretrainConfig:
     base_width: int = _field(16, "ST-GCN base width.")
     hidden_dim: int = _field(256, "ST-GCN output channels.")
     dropout: float = _field(0.5, "Dropout in ST-GCN blocks 1-9.")
+    head_batch_norm: bool = _field(
+        False,
+        "Batch norm in the projection head's hidden layer (not in the "
+        "official code; keeps short runs from collapsing).",
+    )
     key_init: str = _field(
         "independent",
         "Key encoder start: 'independent' (official) or 'copy'.",
@@ -231,6 +236,7 @@ def build_model(config, view_shape):
         "queue_size": config.queue_size,
         "momentum": config.moco_momentum,
         "temperature": config.temperature,
+        "head_batch_norm": config.head_batch_norm,
         "key_init": config.key_init,
         "input_shape": tuple(view_shape),
         "seed": config.seed,
@@ -363,6 +369,7 @@ def _check_resumable(config):
         "method",
         "stream",
         "feature_dim",
+        "head_batch_norm",
         "base_width",
         "hidden_dim",
         "queue_size",
@@ -478,6 +485,7 @@ def run_pretraining(config):
         NaNGuard(manager.directory),
         PretrainMonitor(
             os.path.join(logdir, "pretrain"),
+            schedule,
             _actionlet_batch(config, layout)
             if config.method == "actclr"
             else None,
@@ -516,8 +524,7 @@ def load_config(model_dir):
     path = os.path.join(model_dir, "config.json")
     if not os.path.exists(path):
         raise KskelError(
-            f"{model_dir}: no config.json; not a kskel pretraining "
-            "--model_dir."
+            f"{model_dir}: no config.json; not a kskel pretraining --model_dir."
         )
     with open(path) as file:
         saved = json.load(file)

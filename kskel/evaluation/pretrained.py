@@ -38,8 +38,7 @@ def load_network(pretrained):
         model = load_model(path)
     except KskelError as err:
         raise KskelError(
-            f"--pretrained={pretrained}: "
-            + str(err).split(": ", 1)[-1]
+            f"--pretrained={pretrained}: " + str(err).split(": ", 1)[-1]
         ) from None
     if not isinstance(model, SkeletonClassifier):
         raise KskelError(
@@ -84,3 +83,35 @@ def starting_network(pretrained, random_init, encoder_config, seed=0):
             config = dict(encoder_config)
         return random_network(config, seed), "random_init"
     return load_network(pretrained), resolve(pretrained)
+
+
+def estimate_batch_norm_statistics(
+    network, data_dir, split, stream="joint", batches=20, batch_size=64
+):
+    """Sets the batch-norm moving statistics of `network` from data.
+
+    An untrained encoder's moving statistics are the initial 0/1, under
+    which its eval-mode features shrink to ~1e-7 (N(0, 0.02) weights, no
+    normalisation): no linear probe learns from them. A pretrained
+    encoder's statistics come from its pretraining forward passes, so the
+    fair random baseline gets the same: training-mode forward passes
+    (no gradient, weights unchanged) over `batches` batches of `split`.
+    """
+    import functools
+
+    from kskel.data import pipeline
+    from kskel.data import schema
+    from kskel.data.streams import to_stream
+
+    layout = schema.load_manifest(data_dir)["layout"]
+    dataset = pipeline.make_dataset(
+        data_dir,
+        split,
+        batch_size,
+        training=False,
+        with_labels=False,
+        stream_fn=functools.partial(to_stream, stream=stream, layout=layout),
+    )
+    for x in dataset.repeat().take(batches):
+        network.encoder(x, training=True)
+    return network

@@ -260,9 +260,10 @@ class ActCLR(MoCo):
             feature = self.key(mean, training=training)
         return ops.stop_gradient(feature)
 
-    def _project_fn(self, network, num_bodies):
+    def _project_fn(self, network, num_bodies, training):
         def project(h):
-            return network.head(network.encoder.pool(h, num_bodies))
+            pooled = network.encoder.pool(h, num_bodies)
+            return network.head(pooled, training=training)
 
         return project
 
@@ -271,7 +272,7 @@ class ActCLR(MoCo):
         h = network.encoder.feature_map(x, training=training)
         mask = actionlet.actionlet_mask(
             h,
-            self._project_fn(network, x.shape[1]),
+            self._project_fn(network, x.shape[1], training),
             anchor,
             self.layout,
             mask_axis=self.mask_axis,
@@ -294,8 +295,9 @@ class ActCLR(MoCo):
         """`(keys, mask)`: L2-normalised GAP/SAFP keys and their actionlet."""
         h, mask = self._feature_and_mask(self.key, im_k, anchor, True)
         bodies = im_k.shape[1]
-        gap = self.key.head(self.key.encoder.pool(h, bodies))
-        safp = self.key.head(self.key.encoder.pool(h, bodies, weights=mask))
+        pool = self.key.encoder.pool
+        gap = self.key.head(pool(h, bodies), training=True)
+        safp = self.key.head(pool(h, bodies, weights=mask), training=True)
         keys = (1.0 - self.safp_mix) * gap + self.safp_mix * safp
         return ops.stop_gradient(losses.l2_normalize(keys)), mask
 

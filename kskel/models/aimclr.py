@@ -42,7 +42,7 @@ class AimCLR(MoCo):
 
     def _project(self, feature_map, num_bodies):
         pooled = self.query.encoder.pool(feature_map, num_bodies)
-        return losses.l2_normalize(self.query.head(pooled))
+        return losses.l2_normalize(self.query.head(pooled, training=True))
 
     def contrastive_loss(self, views):
         im_extreme, im_q, im_k = views

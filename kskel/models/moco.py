@@ -22,10 +22,21 @@ from kskel.layers import ProjectionHead
 from kskel.models import losses
 
 
-def build_query_network(encoder_config=None, hidden_dim=256, feature_dim=128):
-    """ST-GCN encoder + MLP projection head (the official `encoder_q`)."""
+def build_query_network(
+    encoder_config=None, feature_dim=128, head_batch_norm=False
+):
+    """ST-GCN encoder + MLP projection head (the official `encoder_q`).
+
+    The head's hidden layer is as wide as the encoder output (the official
+    `dim_mlp = fc.in_features`).
+    """
     encoder = STGCNEncoder(**(encoder_config or {}))
-    head = ProjectionHead(hidden_dim, feature_dim, name="projection")
+    head = ProjectionHead(
+        encoder.hidden_dim,
+        feature_dim,
+        batch_norm=head_batch_norm,
+        name="projection",
+    )
     return SkeletonClassifier(encoder, head)
 
 
@@ -39,6 +50,9 @@ class MoCo(keras.Model):
         momentum: float, EMA coefficient m of the key network.
             Defaults to 0.999.
         temperature: float, softmax temperature. Defaults to 0.07.
+        head_batch_norm: bool, batch norm in the projection heads (not
+            in the official code; see `ProjectionHead`). Defaults to
+            `False`.
         key_init: `"independent"` (the official SkeletonCLR/AimCLR code
             re-initialises the key encoder with its own random draws) or
             `"copy"` (the key starts as a copy of the query, as MoCo
@@ -55,6 +69,7 @@ class MoCo(keras.Model):
         queue_size=32768,
         momentum=0.999,
         temperature=0.07,
+        head_batch_norm=False,
         key_init="independent",
         input_shape=(2, 50, 25, 3),
         seed=0,
@@ -74,15 +89,16 @@ class MoCo(keras.Model):
         self.queue_size = int(queue_size)
         self.momentum = float(momentum)
         self.temperature = float(temperature)
+        self.head_batch_norm = bool(head_batch_norm)
         self.key_init = key_init
         self.view_shape = tuple(input_shape)
         self.seed = int(seed)
 
         self.query = build_query_network(
-            self.encoder_config, feature_dim=self.feature_dim
+            self.encoder_config, self.feature_dim, self.head_batch_norm
         )
         self.key = build_query_network(
-            self.encoder_config, feature_dim=self.feature_dim
+            self.encoder_config, self.feature_dim, self.head_batch_norm
         )
         batch_shape = (None, *self.view_shape)
         self.query.build(batch_shape)
@@ -210,6 +226,7 @@ class MoCo(keras.Model):
             "queue_size": self.queue_size,
             "momentum": self.momentum,
             "temperature": self.temperature,
+            "head_batch_norm": self.head_batch_norm,
             "key_init": self.key_init,
             "input_shape": list(self.view_shape),
             "seed": self.seed,

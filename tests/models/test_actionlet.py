@@ -181,7 +181,9 @@ def test_mask_gradient_touches_no_weight_or_optimizer_state():
     slots = [np.asarray(v) for v in optimizer.variables]
 
     h = network.encoder.feature_map(x, training=False)
-    anchor = losses.l2_normalize(tf.ones((1, 8)))
+    # The anchor opposite to the batch's features: a non-empty actionlet.
+    pooled = network.head(network.encoder.pool(h, 2))
+    anchor = -losses.l2_normalize(tf.reduce_mean(pooled, 0, keepdims=True))
     with tf.GradientTape() as outer:
         mask = actionlet.actionlet_mask(
             h,
