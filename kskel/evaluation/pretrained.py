@@ -86,7 +86,7 @@ def starting_network(pretrained, random_init, encoder_config, seed=0):
 
 
 def estimate_batch_norm_statistics(
-    network, data_dir, split, stream="joint", batches=20, batch_size=64
+    network, data_dir, split, stream="joint", num_samples=512
 ):
     """Sets the batch-norm moving statistics of `network` from data.
 
@@ -94,10 +94,15 @@ def estimate_batch_norm_statistics(
     which its eval-mode features shrink to ~1e-7 (N(0, 0.02) weights, no
     normalisation): no linear probe learns from them. A pretrained
     encoder's statistics come from its pretraining forward passes, so the
-    fair random baseline gets the same: training-mode forward passes
-    (no gradient, weights unchanged) over `batches` batches of `split`.
+    fair random baseline gets the same. One training-mode forward pass
+    over the first `num_samples` samples of `split` with momentum 0 sets
+    every moving statistic to that batch's (a momentum average from 0/1
+    would need hundreds of batches: the deep layers' true variances are
+    ~1e-4). Weights are unchanged.
     """
     import functools
+
+    import keras
 
     from kskel.data import pipeline
     from kskel.data import schema
@@ -107,11 +112,23 @@ def estimate_batch_norm_statistics(
     dataset = pipeline.make_dataset(
         data_dir,
         split,
-        batch_size,
+        num_samples,
         training=False,
         with_labels=False,
         stream_fn=functools.partial(to_stream, stream=stream, layout=layout),
     )
-    for x in dataset.repeat().take(batches):
-        network.encoder(x, training=True)
+    layers = [
+        layer
+        for layer in network.encoder._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        for x in dataset.take(1):
+            network.encoder(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
     return network
