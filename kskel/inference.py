@@ -14,21 +14,21 @@ from kskel.errors import KskelError
 LAYOUTS = {"NCTVM": (0, 4, 2, 3, 1), "NMTVC": (0, 1, 2, 3, 4)}
 
 
-def load_model(path):
-    """Loads a `.keras` model saved by kskel."""
+def load_model(path, flag="--model"):
+    """Loads a `.keras` model saved by kskel; errors name `flag`."""
     import keras
 
     import kskel.encoders  # noqa: F401  (registers the custom classes)
 
     path = str(path)
     if not os.path.exists(path):
-        raise KskelError(f"--model={path}: file not found.")
+        raise KskelError(f"{flag}={path}: file not found.")
     if not path.endswith(".keras"):
-        raise KskelError(f"--model={path}: expected a '.keras' model file.")
+        raise KskelError(f"{flag}={path}: expected a '.keras' model file.")
     try:
         return keras.models.load_model(path)
     except Exception as err:  # Keras raises many types for a bad archive.
-        raise KskelError(f"--model={path}: cannot load it ({err}).") from None
+        raise KskelError(f"{flag}={path}: cannot load it ({err}).") from None
 
 
 def load_input(path, layout):

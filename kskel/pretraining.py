@@ -261,17 +261,10 @@ def build_model(config, view_shape):
     )
 
 
-def _stream_fn(config, layout):
-    import functools
-
-    from kskel.data.streams import to_stream
-
-    return functools.partial(to_stream, stream=config.stream, layout=layout)
-
-
 def _actionlet_batch(config, layout, count=4):
     """The first `count` training samples, whose actionlet is logged."""
     from kskel.data import pipeline
+    from kskel.data.streams import stream_fn
 
     dataset = pipeline.make_dataset(
         config.data_dir,
@@ -279,25 +272,33 @@ def _actionlet_batch(config, layout, count=4):
         count,
         training=False,
         with_labels=False,
-        stream_fn=_stream_fn(config, layout),
+        stream_fn=stream_fn(config.stream, layout),
     )
     return next(iter(dataset)).numpy()
 
 
-def training_average_motion(config, layout):
-    """ActCLR's paper anchor: the mean training sequence of the stream."""
+def split_average_motion(data_dir, split, stream, layout):
+    """The mean sequence of a split in `stream` (ActCLR's static anchor)."""
     from kskel.data import pipeline
+    from kskel.data.streams import stream_fn
     from kskel.models.actclr import average_motion
 
     dataset = pipeline.make_dataset(
-        config.data_dir,
-        config.train_split,
+        data_dir,
+        split,
         256,
         training=False,
         with_labels=False,
-        stream_fn=_stream_fn(config, layout),
+        stream_fn=stream_fn(stream, layout),
     )
     return average_motion(batch.numpy() for batch in dataset)
+
+
+def training_average_motion(config, layout):
+    """ActCLR's paper anchor: the mean training sequence of the stream."""
+    return split_average_motion(
+        config.data_dir, config.train_split, config.stream, layout
+    )
 
 
 def views_for_epoch(config, epoch, layout):

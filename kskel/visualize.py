@@ -34,11 +34,14 @@ from absl import flags
 
 from kskel import cli
 from kskel.errors import KskelError
+from kskel.evaluation import knn_eval
+from kskel.evaluation.knn_eval import check_split
+from kskel.evaluation.knn_eval import raise_first_failure
 from kskel.flag_config import config_from_flags
 from kskel.flag_config import define_flags
 
-LOGITS = "test_logits.npy"
-LABELS = "test_labels.npy"
+LOGITS = knn_eval.TEST_LOGITS
+LABELS = knn_eval.TEST_LABELS
 SCORES = "actionlet_scores.json"
 
 
@@ -89,11 +92,7 @@ class VisualizeConfig:
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (0 < self.threshold < 1, "threshold", "in (0, 1)"),
         ]
-        for ok, name, expected in checks:
-            if not ok:
-                raise KskelError(
-                    f"--{name}={getattr(self, name)!r}: expected {expected}."
-                )
+        raise_first_failure(self, checks)
         _check_run_dir(self.pretrained)
         if self.logits_from:
             for name in (LOGITS, LABELS):
@@ -142,17 +141,18 @@ def run_visualization(config):
 
     config.validate()
     manifest = schema.load_manifest(config.data_dir)
-    _check_split(manifest, config)
+    check_split(manifest, config.data_dir, config.split, "split")
     logits = _load_logits(config.logits_from, manifest)
     try:
         model, pretrain = restore_model(config.pretrained)
     except KskelError as err:
         raise KskelError(f"--pretrained={config.pretrained}: {err}") from None
     source = f"--data_dir={config.data_dir}"
-    check_compatible(model.query, manifest, source)
     actclr = pretrain.method == "actclr"
-    if actclr:
+    if actclr:  # Includes the layout and channel checks.
         check_actclr(model, manifest, source)
+    else:
+        check_compatible(model.query, manifest, source)
     out = config.model_dir
     os.makedirs(out, exist_ok=True)
     images = {"tsne": _draw_tsne(model, pretrain, manifest, config)}
@@ -171,19 +171,6 @@ def run_visualization(config):
     step = int(ops.convert_to_numpy(model.epoch))
     plots.log_images_to_tensorboard(os.path.join(out, "logs"), images, step)
     return {"images": images, "scores": scores}
-
-
-def _check_split(manifest, config):
-    entry = manifest["splits"].get(config.split)
-    if entry is None:
-        raise KskelError(
-            f"--split={config.split}: {config.data_dir} has splits "
-            f"{', '.join(sorted(manifest['splits']))}."
-        )
-    if entry["num_samples"] == 0:
-        raise KskelError(
-            f"--split={config.split}: the split of {config.data_dir} is empty."
-        )
 
 
 def _load_logits(logits_from, manifest):
@@ -291,12 +278,15 @@ def _draw_actionlets(model, manifest, config):
 def _draw_average_motion(model, manifest, config):
     """The anchor: `average_motion`, or the split's mean for batch means."""
     from kskel.evaluation import plots
+    from kskel.pretraining import split_average_motion
 
     if model.anchor == "dataset_mean":
         motion = np.asarray(model.average_motion)
         what = "the model's anchor: mean training sequence"
     else:
-        motion = _split_mean(model.stream, manifest, config)
+        motion = split_average_motion(
+            config.data_dir, config.split, model.stream, manifest["layout"]
+        )
         what = f"mean of {config.split!r} (the model's anchor: batch mean)"
     return plots.plot_average_motion(
         motion,
@@ -304,26 +294,6 @@ def _draw_average_motion(model, manifest, config):
         layout=manifest["layout"],
         title=f"{what}, {model.stream} stream",
     )
-
-
-def _split_mean(stream, manifest, config):
-    import functools
-
-    from kskel.data import pipeline
-    from kskel.data.streams import to_stream
-    from kskel.models.actclr import average_motion
-
-    dataset = pipeline.make_dataset(
-        config.data_dir,
-        config.split,
-        256,
-        training=False,
-        with_labels=False,
-        stream_fn=functools.partial(
-            to_stream, stream=stream, layout=manifest["layout"]
-        ),
-    )
-    return average_motion(batch.numpy() for batch in dataset)
 
 
 def _write_scores(model, config):

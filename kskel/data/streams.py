@@ -7,6 +7,8 @@ they apply to a batch (N, M, T, V, C) as well as to one sample (M, T, V, C).
 The output has the input's shape and dtype.
 """
 
+import functools
+
 import tensorflow as tf
 
 from kskel.errors import KskelError
@@ -87,6 +89,12 @@ def to_stream(x, stream, layout="ntu25"):
     if stream == "bone":
         return joint_to_bone(x, layout)
     return _skeleton(x)
+
+
+def stream_fn(stream, layout="ntu25"):
+    """`to_stream` bound to `stream` and `layout`: a pipeline `stream_fn`."""
+    check_stream(stream)
+    return functools.partial(to_stream, stream=stream, layout=layout)
 
 
 def check_stream(stream):

@@ -1,7 +1,5 @@
 """Features and labels of a dataset split from an encoder."""
 
-import functools
-
 import numpy as np
 from keras import ops
 
@@ -43,7 +41,7 @@ def extract(
     """
     from kskel.data import pipeline
     from kskel.data import schema
-    from kskel.data.streams import to_stream
+    from kskel.data.streams import stream_fn
 
     manifest = schema.load_manifest(data_dir)
     check_compatible(model, manifest, data_dir)
@@ -52,9 +50,7 @@ def extract(
         split,
         batch_size,
         training=False,
-        stream_fn=functools.partial(
-            to_stream, stream=stream, layout=manifest["layout"]
-        ),
+        stream_fn=stream_fn(stream, manifest["layout"]),
     )
     forward = model if projection else model.features
     features, labels = [], []

@@ -23,7 +23,6 @@ fine-tuning).
 """
 
 import dataclasses
-import functools
 import json
 import os
 
@@ -371,28 +370,22 @@ def run_finetune(config):
     from kskel import fileio
     from kskel.data import pipeline
     from kskel.data import schema
-    from kskel.data.streams import to_stream
-    from kskel.evaluation import features
-    from kskel.evaluation import pretrained as pretrained_lib
+    from kskel.data.streams import stream_fn
+    from kskel.evaluation import knn_eval
     from kskel.evaluation import results as results_lib
     from kskel.evaluation import semi
 
     config.validate()
-    network, source = pretrained_lib.starting_network(
-        config.pretrained,
-        config.random_init,
-        {"base_width": config.base_width, "hidden_dim": config.hidden_dim},
-        config.seed,
+    # The same start as linear evaluation: split checks, the dataset's
+    # layout for --random_init and its batch-norm statistics.
+    network, source, manifest = knn_eval.open_network(
+        config, ("train_split", "test_split")
     )
-    manifest = schema.load_manifest(config.data_dir)
-    features.check_compatible(network, manifest, source)
     settings = pretraining_settings(config.pretrained)
     # A random encoder transfers nothing, whatever --pretrained names.
     pretraining_data = "" if config.random_init else settings.get("data_dir")
     protocol = protocol_name(config, pretraining_data or "")
-    stream_fn = functools.partial(
-        to_stream, stream=config.stream, layout=manifest["layout"]
-    )
+    input_fn = stream_fn(config.stream, manifest["layout"])
     # The test split is checked before training, not after it.
     test_labels, _ = semi.split_labels(config.data_dir, config.test_split)
     test = pipeline.make_dataset(
@@ -400,9 +393,9 @@ def run_finetune(config):
         config.test_split,
         config.batch_size,
         training=False,
-        stream_fn=stream_fn,
+        stream_fn=input_fn,
     )
-    train, steps, train_samples, subset = training_data(config, stream_fn)
+    train, steps, train_samples, subset = training_data(config, input_fn)
 
     keras.utils.set_random_seed(config.seed)
     classifier = build_classifier(

@@ -33,13 +33,7 @@ def load_network(pretrained):
     from kskel.encoders import SkeletonClassifier
     from kskel.inference import load_model
 
-    path = resolve(pretrained)
-    try:
-        model = load_model(path)
-    except KskelError as err:
-        raise KskelError(
-            f"--pretrained={pretrained}: " + str(err).split(": ", 1)[-1]
-        ) from None
+    model = load_model(resolve(pretrained), flag="--pretrained")
     if not isinstance(model, SkeletonClassifier):
         raise KskelError(
             f"--pretrained={pretrained}: holds a {type(model).__name__}, "
@@ -100,13 +94,11 @@ def estimate_batch_norm_statistics(
     would need hundreds of batches: the deep layers' true variances are
     ~1e-4). Weights are unchanged.
     """
-    import functools
-
     import keras
 
     from kskel.data import pipeline
     from kskel.data import schema
-    from kskel.data.streams import to_stream
+    from kskel.data.streams import stream_fn
 
     layout = schema.load_manifest(data_dir)["layout"]
     dataset = pipeline.make_dataset(
@@ -115,7 +107,7 @@ def estimate_batch_norm_statistics(
         num_samples,
         training=False,
         with_labels=False,
-        stream_fn=functools.partial(to_stream, stream=stream, layout=layout),
+        stream_fn=stream_fn(stream, layout),
     )
     layers = [
         layer

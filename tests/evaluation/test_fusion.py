@@ -47,15 +47,6 @@ def runs(tmp_path):
     ]
 
 
-def test_softmax_fusion_would_miss_sample_4():
-    def softmax(x):
-        e = np.exp(np.asarray(x[4], float))
-        return e / e.sum()
-
-    probs = 0.6 * softmax(JOINT) + 0.6 * softmax(BONE) + 0.4 * softmax(MOTION)
-    assert np.argmax(probs) == 1 != LABELS[4]
-
-
 def test_fused_logits_and_accuracies_are_hand_computed(runs, tmp_path):
     out = str(tmp_path / "fused")
     results = fusion.fuse_runs(runs, model_dir=out)

@@ -305,7 +305,7 @@ def test_visualize_errors(actclr_run, tmp_path):
         class_names=["x"],
         preprocessing={},
     )
-    with pytest.raises(KskelError, match="--split=empty.*empty"):
+    with pytest.raises(KskelError, match="--split=empty.*no samples"):
         run_visualization(_config(run_dir, str(other), out, split="empty"))
     with pytest.raises(KskelError, match="pretrained on"):
         run_visualization(_config(run_dir, str(other), out))

@@ -29,10 +29,6 @@ def _official(labels, fraction, seed):
     return sorted(chosen)
 
 
-def test_class_sizes_of_the_fixture():
-    assert collections.Counter(LABELS.tolist()) == {0: 25, 1: 15, 2: 5, 3: 1}
-
-
 @pytest.mark.parametrize(
     "fraction, expected",
     [
