@@ -1,13 +1,17 @@
 """Inference with a trained skeleton model: load, check inputs, predict.
 
-Input arrays come in the official `NCTVM` (N, C, T, V, M) layout or the
-project's own `NMTVC`; they are converted once, here, at the edge.
+The model is a `.keras` file or a SavedModel directory written by
+`python -m kskel.export` (loaded as an `exporting.ExportedNetwork`, which
+offers the same calls). Input arrays come in the official `NCTVM`
+(N, C, T, V, M) layout or the project's own `NMTVC`; they are converted
+once, here, at the edge.
 """
 
 import os
 
 import numpy as np
 
+from kskel import exporting
 from kskel import fileio
 from kskel.errors import KskelError
 
@@ -15,16 +19,21 @@ LAYOUTS = {"NCTVM": (0, 4, 2, 3, 1), "NMTVC": (0, 1, 2, 3, 4)}
 
 
 def load_model(path, flag="--model"):
-    """Loads a `.keras` model saved by kskel; errors name `flag`."""
+    """Loads a `.keras` model or kskel SavedModel; errors name `flag`."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise KskelError(f"{flag}={path}: file not found.")
+    if os.path.isdir(path):
+        return exporting.ExportedNetwork(path, flag)
+    if not path.endswith(".keras"):
+        raise KskelError(
+            f"{flag}={path}: expected a '.keras' model file or a SavedModel "
+            "directory."
+        )
     import keras
 
     import kskel.encoders  # noqa: F401  (registers the custom classes)
 
-    path = str(path)
-    if not os.path.exists(path):
-        raise KskelError(f"{flag}={path}: file not found.")
-    if not path.endswith(".keras"):
-        raise KskelError(f"{flag}={path}: expected a '.keras' model file.")
     try:
         return keras.models.load_model(path)
     except Exception as err:  # Keras raises many types for a bad archive.
@@ -70,11 +79,26 @@ def check_input(x, model, source):
             f"C={encoder.in_channels} channels, the input (N, M, T, V, C) "
             f"has shape {x.shape}; check --layout."
         )
+    _check_sample_shape(model, tuple(x.shape[1:]), source)
     bad = ~np.isfinite(x)
     if bad.any():
         sample = int(np.argwhere(bad)[0][0])
         raise KskelError(
             f"{source}: sample {sample} holds NaN or infinite values."
+        )
+
+
+def _check_sample_shape(model, shape, source):
+    """A SavedModel reads one `(M, T, V, C)`; a Keras model any M and T."""
+    if not isinstance(model, exporting.ExportedNetwork):
+        return
+    if shape != model.sample_shape:
+        bodies, frames = model.sample_shape[:2]
+        raise KskelError(
+            f"{source}: the SavedModel {model.path} expects samples "
+            f"(M, T, V, C) = {model.sample_shape}, got {shape}; give "
+            f"{bodies} bodies of {frames} frames (preprocessing: "
+            f"{model.metadata['preprocessing']})."
         )
 
 
@@ -129,6 +153,14 @@ def evaluate_split(model_path, data_dir, split, stream="joint", batch_size=64):
     model = load_model(model_path)
     manifest = schema.load_manifest(data_dir)
     features.check_compatible(model, manifest, f"--data={data_dir}")
+    _check_sample_shape(
+        model, schema.sample_shape(manifest), f"--data={data_dir}"
+    )
+    if isinstance(model, exporting.ExportedNetwork) and model.stream != stream:
+        raise KskelError(
+            f"--stream={stream}: the SavedModel {model_path} expects the "
+            f"{model.stream!r} stream; pass --stream={model.stream}."
+        )
     if not model.is_classifier or model.num_outputs != manifest["num_classes"]:
         raise KskelError(
             f"--model={model_path}: {model.num_outputs} outputs, the dataset "

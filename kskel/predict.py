@@ -3,11 +3,15 @@
 Usage:
     python -m kskel.predict --model model.keras --input x.npy \\
         --layout NCTVM --output logits.npy [--features] [--batch_size 64]
+    python -m kskel.predict --model saved_models/NAME --input x.npy
     python -m kskel.predict --model model.keras --data DIR --split test
 
-`--layout NCTVM` is the official (N, C, T, V, M) layout; `NMTVC` is the
-project's own. The output holds logits (or, with `--features`, the pooled
-encoder features); the top-1 class of each sample is printed.
+`--model` is a `.keras` file or a SavedModel directory written by
+`python -m kskel.export` (which takes only the `(M, T, V, C)` it was
+exported for). `--layout NCTVM` is the official (N, C, T, V, M) layout;
+`NMTVC` is the project's own. The output holds logits (or, with
+`--features`, the pooled encoder features); the top-1 class of each sample
+is printed.
 """
 
 import numpy as np
@@ -17,7 +21,9 @@ from kskel import cli
 from kskel.errors import KskelError
 from kskel.inference import LAYOUTS
 
-_MODEL = flags.DEFINE_string("model", None, "A `.keras` model file.")
+_MODEL = flags.DEFINE_string(
+    "model", None, "A `.keras` model file or an exported SavedModel directory."
+)
 _INPUT = flags.DEFINE_string("input", None, "Input `.npy` array.")
 _DATA = flags.DEFINE_string(
     "data", None, "A TFRecord dataset directory (instead of --input)."

@@ -150,3 +150,84 @@ def test_split_errors(model_file, split_dir, tmp_path):
     other.save(tmp_path / "seven.keras")
     with pytest.raises(KskelError, match="7 outputs.*5 classes"):
         evaluate_split(tmp_path / "seven.keras", path, "test")
+
+
+@pytest.fixture(scope="module")
+def saved_model(model_file, tmp_path_factory):
+    from kskel.exporting import export_saved_model
+
+    path = tmp_path_factory.mktemp("predict") / "tiny_saved_model"
+    export_saved_model(model_file[0], path)
+    return path
+
+
+def test_saved_model_predicts_like_the_keras_model(
+    model_file, saved_model, rng
+):
+    from kskel.inference import load_model
+
+    exported = load_model(saved_model)
+    x = rng.normal(size=(5, 2, 20, 25, 3)).astype("float32")
+    for features in (False, True):
+        expected = predict(model_file[1], x, features=features)
+        found = predict(exported, x, batch_size=2, features=features)
+        assert found.shape == ((5, 16) if features else (5, 5))
+        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_on_a_saved_model(model_file, saved_model, tmp_path, rng):
+    x = rng.normal(size=(3, 3, 20, 25, 2)).astype("float32")  # NCTVM
+    result, out = _run(tmp_path, saved_model, x, "--layout=NCTVM")
+    assert result.returncode == 0, result.stderr
+    expected = predict(model_file[1], np.transpose(x, (0, 4, 2, 3, 1)))
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-5, atol=1e-6)
+    assert f"sample 0: class {int(np.argmax(expected[0]))}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, message",
+    [
+        ((1, 2, 21, 25, 3), "float32", r"= \(2, 20, 25, 3\), got \(2, 21,"),
+        ((1, 1, 20, 25, 3), "float32", r"= \(2, 20, 25, 3\), got \(1, 20,"),
+        ((1, 20, 25, 3), "float32", "expected a rank-5"),
+        ((1, 2, 20, 25, 3), "int32", "expected floating-point values"),
+    ],
+)
+def test_saved_model_input_is_checked_before_the_call(
+    saved_model, tmp_path, shape, dtype, message
+):
+    source = tmp_path / "x.npy"
+    np.save(source, np.zeros(shape, dtype))
+    out = tmp_path / "out.npy"
+    with pytest.raises(KskelError, match=f"--input=.*{message}"):
+        run_prediction(saved_model, source, output=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_cli_saved_model_bad_input_is_one_error_line(saved_model, tmp_path):
+    x = np.zeros((2, 2, 30, 25, 3), "float32")
+    result, out = _run(tmp_path, saved_model, x)
+    errors = [
+        ln for ln in result.stderr.splitlines() if ln.startswith("error:")
+    ]
+    assert result.returncode == 1 and len(errors) == 1, result.stderr
+    assert "--input=" in errors[0] and "(2, 20, 25, 3)" in errors[0]
+    assert not out.exists()
+
+
+def test_saved_model_on_a_split(model_file, saved_model, split_dir):
+    path = split_dir[0]
+    expected = evaluate_split(model_file[0], path, "test", batch_size=4)
+    assert evaluate_split(saved_model, path, "test", batch_size=4) == (
+        pytest.approx(expected[0]),
+        expected[1],
+    )
+    with pytest.raises(KskelError, match="--stream=bone: .*'joint' stream"):
+        evaluate_split(saved_model, path, "test", stream="bone")
+
+
+def test_a_directory_that_is_not_a_saved_model(tmp_path):
+    source = tmp_path / "x.npy"
+    np.save(source, np.zeros((1, 2, 20, 25, 3), "f4"))
+    with pytest.raises(KskelError, match="--model=.*not a SavedModel"):
+        run_prediction(tmp_path, source)
