@@ -406,8 +406,17 @@ def initialise_from(model, path):
             target.assign(value)
 
 
-def run_pretraining(config):
+def run_pretraining(config, callbacks=()):
     """Pretrains as configured; returns `{"history": ..., "epochs": n}`.
+
+    Args:
+        config: `PretrainConfig`.
+        callbacks: extra Keras callbacks for every epoch's `fit` (e.g. the
+            tuner's validation objective). They run after the built-in
+            ones and before TensorBoard, so metrics they add to the epoch
+            `logs` reach the history, TensorBoard and the progress line;
+            `self.model` is the whole contrastive model (`.query` is the
+            query network).
 
     Raises:
         KskelError: bad configuration or data.
@@ -491,6 +500,7 @@ def run_pretraining(config):
             if config.method == "actclr"
             else None,
         ),
+        *callbacks,  # The caller's, before TensorBoard logs their metrics.
         keras.callbacks.TensorBoard(logdir, update_freq="epoch"),
     ]
     history = {}
