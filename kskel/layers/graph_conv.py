@@ -99,14 +99,51 @@ class GraphConv(keras.layers.Layer):
         return adjacency
 
     def call(self, inputs):
-        y = ops.matmul(inputs, self.kernel) + self.bias
-        shape = ops.shape(y)
-        y = ops.reshape(
-            y,
-            (shape[0], shape[1], shape[2], self.num_partitions, self.filters),
+        # Per partition, one matmul over the joints with the (V, V) matrix
+        # broadcast over N * T and one over the channels, summed over the
+        # partitions: no transpose of activations, and the joint mixing
+        # runs on the narrower of C_in and filters (the same sum as the
+        # official conv-then-einsum, reassociated).
+        shape = ops.shape(inputs)
+        joints, in_channels = inputs.shape[2], inputs.shape[3]
+        x = ops.reshape(inputs, (-1, joints, in_channels))
+        adjacency = ops.cast(self.effective_adjacency(), x.dtype)
+        kernel = ops.reshape(
+            ops.cast(self.kernel, x.dtype),
+            (in_channels, self.num_partitions, self.filters),
         )
-        adjacency = ops.cast(self.effective_adjacency(), y.dtype)
-        return ops.einsum("ntvkf,kvw->ntwf", y, adjacency)
+        mix_first = in_channels <= self.filters
+        out = None
+        for k in range(self.num_partitions):
+            mixing = ops.transpose(adjacency[k])  # out[w] = sum_v A[v, w] x[v]
+            if mix_first:
+                y = ops.matmul(
+                    ops.reshape(ops.matmul(mixing, x), (-1, in_channels)),
+                    kernel[:, k],
+                )
+            else:
+                y = ops.matmul(
+                    mixing,
+                    ops.reshape(
+                        ops.matmul(
+                            ops.reshape(x, (-1, in_channels)), kernel[:, k]
+                        ),
+                        (-1, joints, self.filters),
+                    ),
+                )
+            y = ops.reshape(y, (-1, joints, self.filters))
+            out = y if out is None else out + y
+        # The bias of partition k reaches joint w with weight sum_v A_k[v, w].
+        bias = ops.matmul(
+            ops.transpose(ops.sum(adjacency, axis=1)),
+            ops.reshape(
+                ops.cast(self.bias, x.dtype),
+                (self.num_partitions, self.filters),
+            ),
+        )
+        return ops.reshape(
+            out + bias, (shape[0], shape[1], joints, self.filters)
+        )
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:3], self.filters)

@@ -2,6 +2,8 @@
 
 import keras
 
+from kskel.layers.batch_norm import BatchNorm
+
 
 def conv_kernel():
     """Conv and linear weights ~ N(0, 0.02)."""
@@ -14,12 +16,13 @@ def bn_gamma():
 
 
 def batch_norm(name, axis=-1, synchronized=False):
-    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here).
+    """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here)
+    and statistics update (`kskel.layers.batch_norm.BatchNorm`).
 
     `synchronized=True` computes batch statistics over all replicas of a
     `tf.distribute` strategy (SyncBatchNorm); otherwise per replica.
     """
-    return keras.layers.BatchNormalization(
+    return BatchNorm(
         axis=axis,
         momentum=0.9,
         epsilon=1e-5,

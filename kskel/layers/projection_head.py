@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kskel.layers import initializers
+from kskel.layers.batch_norm import BatchNorm
 
 
 @keras.saving.register_keras_serializable(package="kskel")
@@ -38,7 +39,7 @@ class ProjectionHead(keras.layers.Layer):
         self.hidden_bn = self.output_bn = None
         if self.batch_norm:
             self.hidden_bn = initializers.batch_norm("hidden_bn")
-            self.output_bn = keras.layers.BatchNormalization(
+            self.output_bn = BatchNorm(
                 momentum=0.9,
                 epsilon=1e-5,
                 center=False,

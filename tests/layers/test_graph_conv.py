@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kskel import graph
 from kskel.layers import GraphConv
@@ -68,3 +69,34 @@ def test_wrong_joint_count_is_rejected():
 def test_invalid_filters_rejected():
     with pytest.raises(ValueError, match="filters"):
         GraphConv(0)
+
+
+def _einsum_gcn(layer, x):
+    """The straightforward conv-then-einsum form of the official code."""
+    y = tf.matmul(x, layer.kernel) + layer.bias
+    y = tf.reshape(y, (*x.shape[:3], layer.num_partitions, layer.filters))
+    return tf.einsum("ntvkf,kvw->ntwf", y, layer.effective_adjacency())
+
+
+@pytest.mark.parametrize("channels", [(3, 8), (16, 4), (6, 6)])
+def test_values_and_gradients_match_the_einsum_form(channels, rng):
+    """Both joint-mixing orders equal conv-then-einsum, gradients too."""
+    in_channels, filters = channels
+    layer = GraphConv(filters)
+    x = tf.constant(rng.normal(size=(2, 5, 25, in_channels)).astype("float32"))
+    layer.build(x.shape)
+    layer.importance.assign(rng.uniform(0.5, 1.5, size=(3, 25, 25)))
+    layer.bias.assign(rng.normal(size=(3 * filters,)))
+    upstream = tf.constant(
+        rng.normal(size=(2, 5, 25, filters)).astype("float32")
+    )
+    results = []
+    for function in (layer, lambda x: _einsum_gcn(layer, x)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(function(x) * upstream)
+        results.append(
+            [loss, *tape.gradient(loss, [x, *layer.trainable_weights])]
+        )
+    for ours, reference in zip(*results):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)

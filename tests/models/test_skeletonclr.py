@@ -122,3 +122,23 @@ def test_fit_trains_and_fills_the_queue(rng):
     np.testing.assert_allclose(np.linalg.norm(queue, axis=1), 1.0, rtol=1e-5)
     # 16 keys went through a queue of 8: every initial row was replaced.
     assert not np.isclose(queue, initial_queue).all(axis=1).any()
+
+
+def test_train_step_is_traced_once_across_epochs_and_datasets(rng):
+    """The per-epoch fit loop of kskel.pretrain reuses one traced step."""
+    model = _model()
+    traces = []
+    train_step = model.train_step
+
+    def counted(data):
+        traces.append(1)  # Python runs only while tracing.
+        return train_step(data)
+
+    model.train_step = counted
+    for epoch in range(2):
+        dataset = tf.data.Dataset.from_tensor_slices(_views(rng, n=8))
+        model.fit(
+            dataset.batch(4), initial_epoch=epoch, epochs=epoch + 1, verbose=0
+        )
+    assert int(model.optimizer.iterations) == 4
+    assert len(traces) == 1
