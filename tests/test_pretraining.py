@@ -137,6 +137,13 @@ def test_resume_refuses_other_architecture(data_dir, tmp_path):
         run_pretraining(
             _config(data_dir, tmp_path / "run", epochs=2, feature_dim=16)
         )
+    # Loss scaling changes the optimizer state; bfloat16 does not.
+    with pytest.raises(KskelError, match="--precision"):
+        run_pretraining(
+            _config(
+                data_dir, tmp_path / "run", epochs=2, precision="mixed_float16"
+            )
+        )
 
 
 def test_init_from_copies_query_network_into_both_encoders(data_dir, tmp_path):

@@ -16,6 +16,7 @@ from kskel.models import actionlet
 from kskel.models import losses
 from kskel.models import skeleton_mix
 from kskel.models.moco import MoCo
+from kskel.models.moco import float32
 
 ANCHORS = ("batch_mean", "dataset_mean")
 
@@ -258,18 +259,22 @@ class ActCLR(MoCo):
         else:
             mean = ops.mean(im_k, axis=0, keepdims=True)
             feature = self.key(mean, training=training)
-        return ops.stop_gradient(feature)
+        return ops.stop_gradient(float32(feature))
 
     def _project_fn(self, network, num_bodies, training):
-        def project(h):
-            pooled = network.encoder.pool(h, num_bodies)
-            return network.head(pooled, training=training)
+        """`project(h, weights=None)`: float32 `head(pool(h))`, (N, D)."""
+
+        def project(h, weights=None):
+            pooled = network.encoder.pool(h, num_bodies, weights=weights)
+            return float32(network.head(pooled, training=training))
 
         return project
 
     def _feature_and_mask(self, network, x, anchor, training):
-        """`(h, mask)`: last feature map and actionlet of x."""
-        h = network.encoder.feature_map(x, training=training)
+        """`(h, mask)`: float32 last feature map and actionlet of x."""
+        # The actionlet maths (its gradient, SAFP weights) run in float32
+        # under mixed precision too.
+        h = float32(network.encoder.feature_map(x, training=training))
         mask = actionlet.actionlet_mask(
             h,
             self._project_fn(network, x.shape[1], training),
@@ -294,10 +299,9 @@ class ActCLR(MoCo):
     def encode_actionlet_keys(self, im_k, anchor):
         """`(keys, mask)`: L2-normalised GAP/SAFP keys and their actionlet."""
         h, mask = self._feature_and_mask(self.key, im_k, anchor, True)
-        bodies = im_k.shape[1]
-        pool = self.key.encoder.pool
-        gap = self.key.head(pool(h, bodies), training=True)
-        safp = self.key.head(pool(h, bodies, weights=mask), training=True)
+        project = self._project_fn(self.key, im_k.shape[1], True)
+        gap = project(h)
+        safp = project(h, weights=mask)
         keys = (1.0 - self.safp_mix) * gap + self.safp_mix * safp
         return ops.stop_gradient(losses.l2_normalize(keys)), mask
 

@@ -11,6 +11,7 @@ from keras import ops
 from kskel.models import losses
 from kskel.models.eadm import attention_drop
 from kskel.models.moco import MoCo
+from kskel.models.moco import float32
 
 
 @keras.saving.register_keras_serializable(package="kskel")
@@ -42,13 +43,16 @@ class AimCLR(MoCo):
 
     def _project(self, feature_map, num_bodies):
         pooled = self.query.encoder.pool(feature_map, num_bodies)
-        return losses.l2_normalize(self.query.head(pooled, training=True))
+        return losses.l2_normalize(
+            float32(self.query.head(pooled, training=True))
+        )
 
     def contrastive_loss(self, views):
         im_extreme, im_q, im_k = views
         num_bodies = im_q.shape[1]
         query = self(im_q, training=True)
-        h = self.query.encoder.feature_map(im_extreme, training=True)
+        # EADM's statistics and thresholds run in float32 (mixed precision).
+        h = float32(self.query.encoder.feature_map(im_extreme, training=True))
         query_extreme = self._project(h, num_bodies)
         query_dropped = self._project(
             attention_drop(h, self.keep_prob), num_bodies

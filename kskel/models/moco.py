@@ -9,6 +9,11 @@ queue and the optimisation step are written once here.
 
 The training step uses `tf.GradientTape` and runs on the TensorFlow
 backend, inside or outside `tf.distribute.MirroredStrategy`.
+
+Under a Keras mixed-precision policy the networks compute in float16 or
+bfloat16; their outputs are cast back with `float32` where they leave the
+networks, so normalisation, softmax, top-k, KL, the loss and the queue stay
+float32 (see `MoCo`).
 """
 
 import keras
@@ -60,6 +65,15 @@ class MoCo(keras.Model):
         input_shape: the `(M, T, V, C)` of one view, used to build eagerly.
             Defaults to `(2, 50, 25, 3)`.
         seed: int, seeds the queue initialisation.
+
+    Precision: under a mixed policy (`--precision` of pretraining; for
+    GPUs, CPUs gain nothing) the query and key networks compute in float16
+    or bfloat16; their variables, the queue, the momentum update and all
+    loss maths stay float32 (outputs are cast on the way out). With
+    float16, compile with a `keras.optimizers.LossScaleOptimizer`:
+    `train_step` scales the loss with `optimizer.scale_loss` and
+    `apply_gradients` unscales (a no-op for an optimizer without loss
+    scale).
     """
 
     def __init__(
@@ -165,7 +179,9 @@ class MoCo(keras.Model):
 
     def call(self, inputs, training=False):
         """L2-normalised query features of one view, `(N, feature_dim)`."""
-        return losses.l2_normalize(self.query(inputs, training=training))
+        return losses.l2_normalize(
+            float32(self.query(inputs, training=training))
+        )
 
     def momentum_update(self):
         """theta_k <- m theta_k + (1 - m) theta_q over trainable weights only.
@@ -180,7 +196,7 @@ class MoCo(keras.Model):
     def encode_keys(self, views, training=True):
         """L2-normalised keys from the key network (training mode)."""
         return ops.stop_gradient(
-            losses.l2_normalize(self.key(views, training=training))
+            losses.l2_normalize(float32(self.key(views, training=training)))
         )
 
     def enqueue(self, keys):
@@ -209,6 +225,9 @@ class MoCo(keras.Model):
             loss, metrics, keys = self.contrastive_loss(views)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = loss / replicas  # Gradients are summed over replicas.
+            # Loss scaling for float16 (identity without a loss scale);
+            # `apply_gradients` divides the gradients by the same scale.
+            scaled = self.optimizer.scale_loss(scaled)
         variables = self.query.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -238,6 +257,15 @@ class EpochTracker(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.epoch.assign(epoch + 1)
+
+
+def float32(x):
+    """Casts a network output to float32 (a no-op under the float32 policy).
+
+    Under a mixed policy the networks return float16 or bfloat16 tensors;
+    the contrastive maths that follows runs in float32.
+    """
+    return ops.cast(x, "float32")
 
 
 def _unpack_views(data):
