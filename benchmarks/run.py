@@ -215,7 +215,8 @@ def main():
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"--methods: unknown {unknown}; use {METHODS}.")
-    import kskel  # noqa: F401  (sets the TensorFlow options first)
+    # kskel sets the TensorFlow options, so it is imported before TensorFlow.
+    import kskel  # noqa: F401, I001
     import tensorflow as tf
 
     from data_prep import synthetic
