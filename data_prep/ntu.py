@@ -27,6 +27,7 @@ from absl import flags
 
 from data_prep import preprocess
 from kskel import cli
+from kskel import fileio
 from kskel.data import schema
 from kskel.errors import KskelError
 
@@ -609,6 +610,7 @@ def define_flags():
 
 def main(argv):
     del argv  # kskel.cli.run rejects extra arguments
+    fileio.check_scheme(FLAGS.out, "out")
     report = convert_ntu(
         raw_dir=FLAGS.raw_dir,
         out_dir=FLAGS.out,

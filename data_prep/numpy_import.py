@@ -26,6 +26,7 @@ from absl import flags
 
 from data_prep import restricted_pickle
 from kskel import cli
+from kskel import fileio
 from kskel import graph
 from kskel.data import schema
 from kskel.errors import KskelError
@@ -287,6 +288,7 @@ def main(argv):
     f = flags.FLAGS
     if f.num_classes < 1 or f.samples_per_shard < 1:
         raise KskelError("--num_classes and --samples_per_shard must be >= 1.")
+    fileio.check_scheme(f.out, "out")
     manifest = import_numpy(
         f.out,
         _parts(f.data, f.labels, f.split),

@@ -36,6 +36,7 @@ from absl import flags
 
 from data_prep import ntu
 from kskel import cli
+from kskel import fileio
 from kskel.data import schema
 from kskel.errors import KskelError
 
@@ -424,6 +425,7 @@ def define_flags():
 
 def main(argv):
     del argv  # kskel.cli.run rejects extra arguments
+    fileio.check_scheme(FLAGS.out, "out")
     report = convert_pku_mmd(
         skeleton_dir=FLAGS.skeleton_dir,
         label_dir=FLAGS.label_dir,

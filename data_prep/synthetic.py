@@ -81,6 +81,7 @@ from data_prep import skeleton_model as sm
 from data_prep.preprocess import describe
 from data_prep.preprocess import preprocess_to_fixed_length
 from kskel import cli
+from kskel import fileio
 from kskel.data.schema import Sample
 from kskel.data.schema import write_dataset
 from kskel.errors import KskelError
@@ -1039,6 +1040,7 @@ def main(argv):
     values = flags.FLAGS
     if not values.out:
         raise KskelError("--out is required: the output dataset directory.")
+    fileio.check_scheme(values.out, "out")
     for name, low in (
         ("num_samples", 3),
         ("seed", 0),

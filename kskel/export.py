@@ -24,6 +24,7 @@ from absl import logging
 
 from kskel import cli
 from kskel import exporting
+from kskel import fileio
 from kskel.errors import KskelError
 
 _MODEL = flags.DEFINE_string(
@@ -50,6 +51,8 @@ def main(argv):
     del argv
     if not _MODEL.value or not _OUT.value:
         raise KskelError("--model and --out are required.")
+    for flag in (_MODEL, _OUT, _CLASS_NAMES_FROM):
+        fileio.check_scheme(flag.value, flag.name)
     if not os.path.exists(_MODEL.value):
         raise KskelError(f"--model={_MODEL.value}: not found.")
     if _CLASS_NAMES_FROM.value and not os.path.isdir(_CLASS_NAMES_FROM.value):

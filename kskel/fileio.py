@@ -1,19 +1,137 @@
-"""Atomic file writes: a killed run never leaves a file that looks complete."""
+"""File access for local and remote paths, and atomic writes.
+
+A path with a scheme (`gs://bucket/dir`, `s3://bucket/dir`, `hdfs://...`)
+goes through `tf.io.gfile`, so TensorFlow's filesystems serve it: `gs://`
+is built in, `s3://` and `hdfs://` come with the optional tensorflow-io
+install. Local paths use the standard library and never import TensorFlow.
+
+Writes are atomic: a killed run never leaves a file that looks complete.
+"""
 
 import contextlib
 import os
 import tempfile
+import uuid
 
 from kskel.errors import KskelError
+
+# Schemes that TensorFlow itself does not serve; tensorflow-io registers them.
+TFIO_SCHEMES = ("s3", "hdfs", "viewfs")
+TFIO_HINT = (
+    "needs the optional tensorflow-io install: pip install -r "
+    "requirements-io.txt (a separate environment, see README)"
+)
+
+
+def scheme(path):
+    """The scheme of `path` (`"gs"` for `gs://b/x`), `""` for a local path."""
+    path = os.fspath(path)
+    head, sep, _ = path.partition("://")
+    return head.lower() if sep and head.isidentifier() else ""
+
+
+def is_remote(path):
+    """Whether `path` has a scheme, so it goes through `tf.io.gfile`."""
+    return bool(scheme(path))
+
+
+def check_scheme(path, flag):
+    """Raises `KskelError` when no filesystem serves `path`'s scheme.
+
+    Imports tensorflow-io for `s3://` and `hdfs://` paths, which registers
+    their filesystems with TensorFlow in this process.
+
+    Args:
+        path: str, a local path or URL; empty and local paths pass.
+        flag: str, the flag that holds it, named in the message.
+
+    Raises:
+        KskelError: the scheme needs tensorflow-io and it is not installed,
+            or TensorFlow has no filesystem for it.
+    """
+    name = scheme(path or "")
+    if not name:
+        return
+    if name in TFIO_SCHEMES:
+        try:
+            import tensorflow_io  # noqa: F401  Registers s3:// and hdfs://.
+        except ImportError:
+            raise KskelError(
+                f"--{flag}={path}: {name}:// {TFIO_HINT}."
+            ) from None
+    import tensorflow as tf
+
+    if name not in tf.io.gfile.get_registered_schemes():
+        raise KskelError(
+            f"--{flag}={path}: TensorFlow has no filesystem for {name}:// "
+            f"(it has {', '.join(s + '://' for s in _known(tf))}; s3:// and "
+            f"hdfs:// {TFIO_HINT})."
+        )
+
+
+def _known(tf):
+    return sorted(s for s in tf.io.gfile.get_registered_schemes() if s)
+
+
+def join(path, *parts):
+    """`os.path.join` that keeps a URL's forward slashes."""
+    path = os.fspath(path)
+    if is_remote(path):
+        return "/".join([path.rstrip("/"), *parts])
+    return os.path.join(path, *parts)
+
+
+def exists(path):
+    """Whether `path` exists, locally or remotely."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.exists(path)
+    return os.path.exists(path)
+
+
+def isdir(path):
+    """Whether `path` is a directory, locally or remotely."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
+
+
+def makedirs(path):
+    """Creates directory `path` and its parents (no error if present)."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(path)
+    else:
+        os.makedirs(path, exist_ok=True)
+
+
+def open_file(path, mode="r"):
+    """`open(path, mode)` for local paths, `tf.io.gfile.GFile` for URLs."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.GFile(path, mode)
+    return open(path, mode)
 
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
-    """Yields a temporary path beside `path`; renames it there on success.
+    """Yields a temporary local path; moves it to `path` on success.
 
-    On an exception the temporary file is removed and `path` is untouched.
+    A local `path` gets a temporary file beside it, renamed into place. A
+    remote `path` gets a local temporary file that is copied beside the
+    target under a temporary name and then renamed over it. On an
+    exception the temporary files are removed and `path` is untouched.
     """
     path = os.fspath(path)
+    if is_remote(path):
+        with _remote_atomic_path(path, suffix) as tmp:
+            yield tmp
+        return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=suffix, dir=directory, prefix=".tmp-")
@@ -26,8 +144,26 @@ def atomic_path(path, suffix=""):
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def _remote_atomic_path(path, suffix):
+    import tensorflow as tf
+
+    parent, _, name = path.rpartition("/")
+    with tempfile.TemporaryDirectory(prefix="kskel-") as local_dir:
+        local = os.path.join(local_dir, name)
+        yield local
+        tf.io.gfile.makedirs(parent)
+        remote_tmp = f"{parent}/.tmp-{uuid.uuid4().hex}{suffix}"
+        try:
+            tf.io.gfile.copy(local, remote_tmp, overwrite=True)
+            tf.io.gfile.rename(remote_tmp, path, overwrite=True)
+        finally:
+            if tf.io.gfile.exists(remote_tmp):
+                tf.io.gfile.remove(remote_tmp)
+
+
 def save_keras_atomic(model, path):
-    """Saves a Keras model to a `.keras` file atomically."""
+    """Saves a Keras model to a `.keras` file atomically (local or remote)."""
     path = os.fspath(path)
     if not path.endswith(".keras"):
         raise KskelError(f"{path}: a Keras model file must end in '.keras'.")
@@ -36,7 +172,7 @@ def save_keras_atomic(model, path):
 
 
 def save_array_atomic(path, array):
-    """Saves a NumPy array to an `.npy` file atomically."""
+    """Saves a NumPy array to an `.npy` file atomically (local or remote)."""
     import numpy as np
 
     with atomic_path(path, suffix=".npy") as tmp:

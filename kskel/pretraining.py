@@ -9,7 +9,6 @@ epoch; the last `keep_checkpoints` kept) and resumes from the latest one.
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 
@@ -202,7 +201,11 @@ class PretrainConfig:
                 f"--batch_size={self.batch_size} (the official MoCo queue "
                 "advances by whole batches)."
             )
-        if self.init_from and not os.path.exists(self.init_from):
+        from kskel import fileio
+
+        for name in ("data_dir", "model_dir", "init_from"):
+            fileio.check_scheme(getattr(self, name), name)
+        if self.init_from and not fileio.exists(self.init_from):
             raise KskelError(f"--init_from={self.init_from}: not found.")
         from kskel.data import views
 
@@ -218,13 +221,20 @@ class PretrainConfig:
 
 
 def make_strategy(name):
-    """The `tf.distribute` strategy called `name`."""
+    """The `tf.distribute` strategy called `name`.
+
+    `"multiworker"` reads the cluster from `TF_CONFIG` (see
+    `kskel.distributed`); create it before anything else starts
+    TensorFlow's runtime in the process.
+    """
     import tensorflow as tf
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from kskel import distributed
+
+        return distributed.multiworker_strategy()
     return tf.distribute.get_strategy()
 
 
@@ -333,10 +343,11 @@ def views_for_epoch(config, epoch, layout):
 
 def ensure_dataset(config):
     """Generates the synthetic dataset when asked to and none is there."""
+    from kskel import fileio
     from kskel.data import schema
 
-    manifest_path = os.path.join(config.data_dir, schema.MANIFEST_NAME)
-    if config.synthetic_samples and not os.path.exists(manifest_path):
+    manifest_path = fileio.join(config.data_dir, schema.MANIFEST_NAME)
+    if config.synthetic_samples and not fileio.exists(manifest_path):
         from data_prep import synthetic
 
         print(
@@ -369,10 +380,12 @@ def _steps_per_epoch(config, manifest):
 
 def _check_resumable(config):
     """A model_dir holds one run: refuse to resume with other settings."""
-    path = os.path.join(config.model_dir, "config.json")
-    if not os.path.exists(path):
+    from kskel import fileio
+
+    path = fileio.join(config.model_dir, "config.json")
+    if not fileio.exists(path):
         return
-    with open(path) as file:
+    with fileio.open_file(path) as file:
         saved = json.load(file)
     fixed = (
         "method",
@@ -416,7 +429,9 @@ def initialise_from(model, path):
                     f"--init_from={path}: weight {value.path} has shape "
                     f"{tuple(value.shape)}, expected {tuple(target.shape)}."
                 )
-            target.assign(value)
+            # A copy per network: on JAX two variables must not share
+            # one buffer (the jitted step donates each).
+            target.assign(keras.ops.copy(value))
 
 
 def run_pretraining(config, callbacks=()):
@@ -434,10 +449,39 @@ def run_pretraining(config, callbacks=()):
     Raises:
         KskelError: bad configuration or data.
     """
+    from kskel import distributed
+    from kskel import keras_distribution
+
+    config.validate()
+    # First: a multi-worker strategy must configure TensorFlow's runtime
+    # before anything else starts it.
+    strategy = make_strategy(
+        keras_distribution.tf_strategy_name(config.strategy)
+    )
+    # Workers other than the chief write into a temporary directory.
+    with distributed.write_root(config.model_dir, strategy) as write_dir:
+        return _pretrain(config, callbacks, strategy, write_dir)
+
+
+def _shared_dataset(config, strategy):
+    """`ensure_dataset`; the chief alone generates one all workers share."""
+    from kskel import distributed
+
+    if config.strategy != "multiworker":
+        return ensure_dataset(config)
+    if distributed.is_chief(strategy):
+        ensure_dataset(config)
+    distributed.barrier(strategy)
+    return ensure_dataset(config)
+
+
+def _pretrain(config, callbacks, strategy, write_dir):
     import keras
     import tensorflow as tf
 
+    from kskel import distributed
     from kskel import fileio
+    from kskel.array_checkpoint import ArrayCheckpointManager
     from kskel.data import pipeline
     from kskel.data import schema
     from kskel.models.moco import EpochTracker
@@ -446,21 +490,20 @@ def run_pretraining(config, callbacks=()):
     from kskel.pretrain_callbacks import PretrainMonitor
     from kskel.schedules import EpochStepDecay
 
-    config.validate()
-    manifest = ensure_dataset(config)
+    manifest = _shared_dataset(config, strategy)
     steps = _steps_per_epoch(config, manifest)
     view_shape = schema.sample_shape(manifest)
     layout = manifest["layout"]
     _check_resumable(config)
-    os.makedirs(config.model_dir, exist_ok=True)
-    with fileio.atomic_path(
-        os.path.join(config.model_dir, "config.json")
-    ) as tmp:
-        with open(tmp, "w") as file:
-            file.write(config.to_json())
+    if distributed.is_chief(strategy):
+        fileio.makedirs(config.model_dir)
+        with fileio.atomic_path(
+            fileio.join(config.model_dir, "config.json")
+        ) as tmp:
+            with open(tmp, "w") as file:
+                file.write(config.to_json())
 
     keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy)
     with strategy.scope():
         # Layers take the global dtype policy when they are created. It is
         # restored at once, so nothing created later in this process
@@ -483,42 +526,67 @@ def run_pretraining(config, callbacks=()):
         if config.precision == "mixed_float16":
             # Small float16 gradients underflow without loss scaling.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+        # On JAX the step is always jitted (eager JAX runs op by op).
+        model.compile(
+            optimizer=optimizer,
+            jit_compile=config.jit_compile or keras.backend.backend() == "jax",
+        )
         completed = tf.Variable(0, dtype=tf.int64, trainable=False)
+    if config.strategy == "multiworker":
+        distributed.prepare_fit(model)
     # Flat lists of every variable: TensorFlow's object graph does not see
     # layers Keras 3 keeps in Python lists (the encoder blocks), and Keras
     # seed generators (dropout, ActCLR's mixing) are no trackables at all.
     # Listing `model.variables` saves weights, batch-norm statistics of both
     # networks, queue, epoch and random-number states, so a resumed run
     # continues exactly as an uninterrupted one.
-    checkpoint = tf.train.Checkpoint(
-        model_variables=[v.value for v in model.variables],
-        optimizer_variables=[v.value for v in optimizer.variables],
-        completed_epochs=completed,
-    )
-    manager = tf.train.CheckpointManager(
-        checkpoint,
-        os.path.join(config.model_dir, "checkpoints"),
-        max_to_keep=config.keep_checkpoints,
-    )
-    if config.resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-        print(
-            f"resumed from {manager.latest_checkpoint} "
-            f"(epoch {int(completed.numpy())})"
+    # Every worker saves (saving may need all of them), into `write_dir`;
+    # every worker resumes from the chief's checkpoints.
+    checkpoint_dir = fileio.join(config.model_dir, "checkpoints")
+    if keras.backend.backend() == "tensorflow":
+        checkpoint = tf.train.Checkpoint(
+            model_variables=[v.value for v in model.variables],
+            optimizer_variables=[v.value for v in optimizer.variables],
+            completed_epochs=completed,
         )
+        manager = tf.train.CheckpointManager(
+            checkpoint,
+            fileio.join(write_dir, "checkpoints"),
+            max_to_keep=config.keep_checkpoints,
+        )
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+
+        def restore():
+            checkpoint.restore(latest).assert_consumed()
+
+    else:  # JAX and PyTorch variables: the same lists, as .npz files.
+        manager = ArrayCheckpointManager(
+            checkpoint_dir,
+            model.variables,
+            optimizer.variables,
+            completed,
+            max_to_keep=config.keep_checkpoints,
+        )
+        latest = manager.latest_checkpoint
+
+        def restore():
+            manager.restore(latest)
+
+    if config.resume and latest:
+        restore()
+        print(f"resumed from {latest} (epoch {int(completed.numpy())})")
     else:
         if config.init_from:
             initialise_from(model, config.init_from)
         if config.method == "actclr" and config.actclr_anchor == "dataset_mean":
             model.set_average_motion(training_average_motion(config, layout))
 
-    logdir = os.path.join(config.model_dir, "logs")
+    logdir = fileio.join(write_dir, "logs")
     callbacks = [
         EpochTracker(),
-        NaNGuard(manager.directory),
+        NaNGuard(checkpoint_dir),
         PretrainMonitor(
-            os.path.join(logdir, "pretrain"),
+            fileio.join(logdir, "pretrain"),
             schedule,
             _actionlet_batch(config, layout)
             if config.method == "actclr"
@@ -537,6 +605,8 @@ def run_pretraining(config, callbacks=()):
             seed=config.seed + epoch,
             views_fn=views_for_epoch(config, epoch + 1, layout),
         ).take(steps)
+        if config.strategy == "multiworker":
+            dataset = distributed.shard_by_data(dataset)
         result = model.fit(
             dataset,
             initial_epoch=epoch,
@@ -549,19 +619,21 @@ def run_pretraining(config, callbacks=()):
         completed.assign(epoch + 1)
         manager.save(checkpoint_number=epoch + 1)
     fileio.save_keras_atomic(
-        model.query, os.path.join(config.model_dir, "query_network.keras")
+        model.query, fileio.join(write_dir, "query_network.keras")
     )
     return {"history": history, "epochs": int(completed.numpy())}
 
 
 def load_config(model_dir):
     """The `PretrainConfig` a run saved in `model_dir/config.json`."""
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.exists(path):
+    from kskel import fileio
+
+    path = fileio.join(model_dir, "config.json")
+    if not fileio.exists(path):
         raise KskelError(
             f"{model_dir}: no config.json; not a kskel pretraining --model_dir."
         )
-    with open(path) as file:
+    with fileio.open_file(path) as file:
         saved = json.load(file)
     names = {field.name for field in dataclasses.fields(PretrainConfig)}
     unknown = sorted(set(saved) - names)
@@ -580,15 +652,30 @@ def restore_model(model_dir):
     Use it for what needs more than `query_network.keras`, such as
     ActCLR's actionlet, which comes from the key network and its anchor.
     """
+    import keras
     import tensorflow as tf
 
+    from kskel.array_checkpoint import ArrayCheckpointManager
     from kskel.data import schema
 
     config = load_config(model_dir)
-    directory = os.path.join(model_dir, "checkpoints")
+    directory = tf.io.gfile.join(model_dir, "checkpoints")
+    # A JAX or PyTorch run saved .npz files; they load on any backend.
+    arrays = ArrayCheckpointManager(directory, [])
+    if arrays.latest_checkpoint:
+        manifest = schema.load_manifest(config.data_dir)
+        model = build_model(config, schema.sample_shape(manifest))
+        arrays.model_variables = model.variables
+        arrays.restore(optimizer=False)
+        return model, config
     latest = tf.train.latest_checkpoint(directory)
     if latest is None:
         raise KskelError(f"{directory}: no checkpoint to restore.")
+    if keras.backend.backend() != "tensorflow":
+        raise KskelError(
+            f"{latest}: a TensorFlow checkpoint restores on "
+            "KERAS_BACKEND=tensorflow only."
+        )
     manifest = schema.load_manifest(config.data_dir)
     model = build_model(config, schema.sample_shape(manifest))
     checkpoint = tf.train.Checkpoint(

@@ -468,8 +468,16 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def _listdir(out_dir):
+    # An object store (s3://) has no empty directories: a fresh prefix that
+    # `makedirs` "created" does not exist yet and holds nothing.
+    if not tf.io.gfile.isdir(out_dir):
+        return []
+    return [name.rstrip("/") for name in tf.io.gfile.listdir(out_dir)]
+
+
 def _remove_temp_files(out_dir):
-    for name in tf.io.gfile.listdir(out_dir):
+    for name in _listdir(out_dir):
         if name.endswith(_TMP_SUFFIX):
             tf.io.gfile.remove(tf.io.gfile.join(out_dir, name))
 
@@ -480,7 +488,7 @@ def _remove_stale_shards(out_dir, manifest):
         for entry in manifest["splits"].values()
         for shard in entry["shards"]
     }
-    for name in tf.io.gfile.listdir(out_dir):
+    for name in _listdir(out_dir):
         if _SHARD_NAME.match(name) and name not in keep:
             tf.io.gfile.remove(tf.io.gfile.join(out_dir, name))
 

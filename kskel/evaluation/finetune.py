@@ -29,6 +29,7 @@ import os
 import keras
 import numpy as np
 
+from kskel import fileio
 from kskel.errors import KskelError
 
 BN_MODES = ("train", "frozen")
@@ -146,6 +147,8 @@ class FinetuneConfig:
                 raise KskelError(
                     f"--{name}={getattr(self, name)!r}: expected {expected}."
                 )
+        for name in ("data_dir", "model_dir", "pretrained"):
+            fileio.check_scheme(getattr(self, name), name)
         return self
 
 

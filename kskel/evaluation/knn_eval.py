@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from kskel import fileio
 from kskel.errors import KskelError
 
 STREAMS = ("joint", "motion", "bone")
@@ -113,6 +114,8 @@ def check_common(config):
         (config.hidden_dim >= 1, "hidden_dim", ">= 1"),
     ]
     raise_first_failure(config, checks)
+    for name in ("data_dir", "model_dir", "pretrained"):
+        fileio.check_scheme(getattr(config, name), name)
     if config.pretrained:
         pretrained.resolve(config.pretrained)
     elif not config.random_init:

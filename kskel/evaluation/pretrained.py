@@ -6,8 +6,7 @@
 `--random_init` gives the untrained baseline with the same architecture.
 """
 
-import os
-
+from kskel import fileio
 from kskel.errors import KskelError
 
 QUERY_NETWORK = "query_network.keras"
@@ -15,15 +14,15 @@ QUERY_NETWORK = "query_network.keras"
 
 def resolve(pretrained):
     """The `.keras` file `--pretrained` points at."""
-    if os.path.isdir(pretrained):
-        path = os.path.join(pretrained, QUERY_NETWORK)
-        if not os.path.exists(path):
+    if fileio.isdir(pretrained):
+        path = fileio.join(pretrained, QUERY_NETWORK)
+        if not fileio.exists(path):
             raise KskelError(
                 f"--pretrained={pretrained}: the directory has no "
                 f"{QUERY_NETWORK} (did the pretraining run finish?)."
             )
         return path
-    if not os.path.exists(pretrained):
+    if not fileio.exists(pretrained):
         raise KskelError(f"--pretrained={pretrained}: not found.")
     return pretrained
 

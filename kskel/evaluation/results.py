@@ -1,7 +1,6 @@
 """`results.json` and Markdown table rows of an evaluation run."""
 
 import json
-import os
 
 from kskel import fileio
 
@@ -39,12 +38,12 @@ def write_results(model_dir, results):
     ]
     if missing:
         raise ValueError(f"results lack {missing}")
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, RESULTS_NAME)
+    fileio.makedirs(model_dir)
+    path = fileio.join(model_dir, RESULTS_NAME)
     with fileio.atomic_path(path) as tmp:
         with open(tmp, "w") as file:
             json.dump(results, file, indent=2, sort_keys=True, default=str)
-    table = os.path.join(model_dir, TABLE_NAME)
+    table = fileio.join(model_dir, TABLE_NAME)
     with fileio.atomic_path(table) as tmp:
         with open(tmp, "w") as file:
             file.write(f"{TABLE_HEADER}\n{markdown_row(results)}\n")

@@ -101,6 +101,7 @@ class STGCNBlock(keras.layers.Layer):
         self.gcn.build(input_shape)
         gcn_shape = self.gcn.compute_output_shape(input_shape)
         self.tcn_bn1.build(gcn_shape)
+        self.tcn_pad.build(gcn_shape)
         padded = self.tcn_pad.compute_output_shape(gcn_shape)
         self.tcn_conv.build(padded)
         out_shape = self.compute_output_shape(input_shape)

@@ -7,7 +7,6 @@ Unsupervised Skeleton-Based Action Recognition", CVPR 2023
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kskel.errors import KskelError
@@ -38,9 +37,9 @@ def select_topk(query, key, topk, threshold=0.95):
         `(query_top, key_top)`, each (N, topk): the key's top values and the
         query entries at the same queue indices.
     """
-    key = tf.where(key > threshold, tf.constant(-1.0, key.dtype), key)
-    key_top, indices = tf.math.top_k(key, k=topk)
-    return tf.gather(query, indices, batch_dims=1), key_top
+    key = ops.where(key > threshold, ops.cast(-1.0, key.dtype), key)
+    key_top, indices = ops.top_k(key, k=topk)
+    return ops.take_along_axis(query, indices, axis=-1), key_top
 
 
 def similarity_kl(query, key, tau_q=0.1, tau_k=0.04):
@@ -50,10 +49,10 @@ def similarity_kl(query, key, tau_q=0.1, tau_k=0.04):
     reduction="batchmean")`: sum over entries and samples divided by N.
     The key side carries no gradient.
     """
-    log_q = tf.nn.log_softmax(query / tau_q, axis=-1)
-    log_k = tf.stop_gradient(tf.nn.log_softmax(key / tau_k, axis=-1))
-    total = tf.reduce_sum(tf.exp(log_k) * (log_k - log_q))
-    return total / tf.cast(tf.shape(query)[0], total.dtype)
+    log_q = ops.log_softmax(query / tau_q, axis=-1)
+    log_k = ops.stop_gradient(ops.log_softmax(key / tau_k, axis=-1))
+    total = ops.sum(ops.exp(log_k) * (log_k - log_q))
+    return total / ops.cast(ops.shape(query)[0], total.dtype)
 
 
 def average_motion(batches):
@@ -317,7 +316,7 @@ class ActCLR(MoCo):
         im_q_extreme, im_q, im_p, im_k = (
             ops.convert_to_tensor(v, "float32") for v in views
         )
-        num_samples = tf.shape(im_q)[0]
+        num_samples = ops.shape(im_q)[0]
         frames = im_q.shape[2]
         queue = ops.stop_gradient(ops.convert_to_tensor(self.queue))
         topk = min(self.topk, self.queue_size)

@@ -6,8 +6,9 @@ The actionlet is a soft (mostly binary) mask over the encoder's output grid
 
 1. `z = head(mean_M GAP_{T',V}(h))` from the last feature map h;
    `s = mean_n cos(z_n, anchor)`.
-2. `g = d(1 - s) / dh` (a local tape on a stop-gradient copy of h, so no
-   model weight, gradient accumulator or optimizer slot is touched);
+2. `g = d(1 - s) / dh` (the gradient with respect to a stop-gradient copy
+   of h only, `steps.input_gradient`, so no model weight, gradient
+   accumulator or optimizer slot is touched);
    `alpha_c = mean_{T',V} g`.
 3. `cam = relu(mean_c(alpha_c h)) * scale`, each joint replaced by the mean
    of its body part (per time step), clipped to [0, 1].
@@ -25,11 +26,12 @@ Unsupervised Skeleton-Based Action Recognition", CVPR 2023, §3.1-3.2
 import functools
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from kskel.errors import KskelError
 from kskel.graph import get_layout
 from kskel.models import losses
+from kskel.models.steps.input_gradient import input_gradient
 
 MASK_AXES = ("feature", "head_collapse")
 KC_MODES = ("per_sample", "v2023_broadcast")
@@ -60,7 +62,7 @@ def body_part_mean(cam, layout):
     Returns:
         float tensor (..., V), constant over each body part.
     """
-    return tf.einsum("...w,vw->...v", cam, part_average_matrix(layout))
+    return ops.einsum("...w,vw->...v", cam, part_average_matrix(layout))
 
 
 def anchor_similarity(z, anchor, mask_axis="feature"):
@@ -79,15 +81,13 @@ def anchor_similarity(z, anchor, mask_axis="feature"):
         scalar tensor.
     """
     if mask_axis == "feature":
-        return tf.reduce_mean(
-            tf.reduce_sum(
-                losses.l2_normalize(z) * losses.l2_normalize(anchor), -1
-            )
+        return ops.mean(
+            ops.sum(losses.l2_normalize(z) * losses.l2_normalize(anchor), -1)
         )
     if mask_axis == "head_collapse":
         signs = losses.l2_normalize(z[..., None])
         anchor_signs = losses.l2_normalize(anchor[..., None])
-        return tf.reduce_mean(tf.reduce_sum(signs * anchor_signs, -1))
+        return ops.mean(ops.sum(signs * anchor_signs, -1))
     raise ValueError(
         f"mask_axis must be one of {MASK_AXES}. Received: mask_axis={mask_axis}"
     )
@@ -109,17 +109,18 @@ def actionlet_mask(h, project, anchor, layout, mask_axis="feature", scale=1e8):
     Returns:
         float32 tensor (N * M, T', V) without gradient.
     """
-    h = tf.stop_gradient(h)
-    anchor = tf.stop_gradient(anchor)
-    with tf.GradientTape() as tape:
-        tape.watch(h)
-        distance = 1.0 - anchor_similarity(project(h), anchor, mask_axis)
+    h = ops.stop_gradient(h)
+    anchor = ops.stop_gradient(anchor)
+
+    def distance(h):
+        return 1.0 - anchor_similarity(project(h), anchor, mask_axis)
+
     # Only h is a source: weights get no gradient, the optimizer is unused.
-    grad = tape.gradient(distance, h)
-    alpha = tf.reduce_mean(grad, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_mean(alpha * h, axis=-1)) * scale
-    cam = tf.clip_by_value(body_part_mean(cam, layout), 0.0, 1.0)
-    return tf.stop_gradient(cam)
+    grad = input_gradient(distance, h)
+    alpha = ops.mean(grad, axis=(1, 2), keepdims=True)
+    cam = ops.relu(ops.mean(alpha * h, axis=-1)) * scale
+    cam = ops.clip(body_part_mean(cam, layout), 0.0, 1.0)
+    return ops.stop_gradient(cam)
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,7 +149,7 @@ def upsample_time(mask, num_frames):
     The joint axis keeps its size, so bilinear reduces to linear in time.
     """
     weights = time_interpolation(mask.shape[1], num_frames)
-    return tf.einsum("st,btv->bsv", weights, mask)
+    return ops.einsum("st,btv->bsv", weights, mask)
 
 
 def mats_mix(x, y, mask):
@@ -164,7 +165,7 @@ def mats_mix(x, y, mask):
     """
     _, bodies, frames, joints, _ = x.shape
     up = upsample_time(mask, frames)
-    up = tf.reshape(up, (-1, bodies, frames, joints, 1))
+    up = ops.reshape(up, (-1, bodies, frames, joints, 1))
     return x * up + y * (1.0 - up)
 
 
@@ -189,16 +190,12 @@ def mixed_key_weights(mask, mask_p, mask_c, partner, num_bodies, tau=0.1):
         `(p, c)`, two float32 tensors of shape (N,).
     """
     cells, joints = mask.shape[1], mask.shape[2]
-    w = tf.exp(tf.reshape(mask, (-1, num_bodies, cells, joints)) / tau)
-    w_partner = tf.gather(w, partner)
-    p = tf.reduce_sum(w_partner * mask_p, (2, 3)) / tf.reduce_sum(
-        w_partner + 1e-5, (2, 3)
-    )
-    c = tf.reduce_sum(w * (1.0 - mask_c), (2, 3)) / (
-        tf.reduce_sum(w, (2, 3)) + 1e-5
-    )
-    p = tf.reduce_mean(p, 1)
-    c = tf.reduce_mean(c, 1)
+    w = ops.exp(ops.reshape(mask, (-1, num_bodies, cells, joints)) / tau)
+    w_partner = ops.take(w, partner, axis=0)
+    p = ops.sum(w_partner * mask_p, (2, 3)) / ops.sum(w_partner + 1e-5, (2, 3))
+    c = ops.sum(w * (1.0 - mask_c), (2, 3)) / (ops.sum(w, (2, 3)) + 1e-5)
+    p = ops.mean(p, 1)
+    c = ops.mean(c, 1)
     return p / (p + c), c / (p + c)
 
 
@@ -221,7 +218,7 @@ def mixed_keys(keys, p, c, partner, kc_mode="per_sample"):
     Raises:
         KskelError: "v2023_broadcast" with a batch other than D.
     """
-    partner_keys = tf.gather(keys, partner)
+    partner_keys = ops.take(keys, partner, axis=0)
     if kc_mode == "per_sample":
         return losses.l2_normalize(
             c[:, None] * keys + p[:, None] * partner_keys
@@ -236,7 +233,9 @@ def mixed_keys(keys, p, c, partner, kc_mode="per_sample"):
         f"the feature axis, so the per-replica batch must equal the feature "
         f"dimension {dim}"
     )
-    if batch is None:
+    if batch is None:  # A TensorFlow graph with an unknown batch size.
+        import tensorflow as tf
+
         tf.debugging.assert_equal(tf.shape(keys)[0], dim, message=message)
     elif batch != dim:
         raise KskelError(

@@ -7,8 +7,10 @@ training-mode forward passes, as in the official code), and a queue of past
 keys. Subclasses define `contrastive_loss(views)`; the momentum update, the
 queue and the optimisation step are written once here.
 
-The training step uses `tf.GradientTape` and runs on the TensorFlow
-backend, inside or outside `tf.distribute.MirroredStrategy`.
+The maths is `keras.ops` and runs on every backend. The training step is
+backend-specific and lives in `kskel.models.steps` (TensorFlow, inside or
+outside `tf.distribute.MirroredStrategy`; JAX, stateless, also under
+`keras.distribution.DataParallel`; PyTorch).
 
 Under a Keras mixed-precision policy the networks compute in float16 or
 bfloat16; their outputs are cast back with `float32` where they leave the
@@ -17,7 +19,6 @@ float32 (see `MoCo`).
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from kskel.encoders import SkeletonClassifier
@@ -25,6 +26,7 @@ from kskel.encoders import STGCNEncoder
 from kskel.errors import KskelError
 from kskel.layers import ProjectionHead
 from kskel.models import losses
+from kskel.models import steps
 
 
 def build_query_network(
@@ -129,7 +131,8 @@ class MoCo(keras.Model):
         ]
         if key_init == "copy":
             for k, q in zip(self.key.weights, self.query.weights):
-                k.assign(q)
+                # A copy: on JAX two variables must not share one buffer.
+                k.assign(ops.copy(q))
 
         queue = keras.random.normal(
             (self.queue_size, self.feature_dim), seed=self.seed
@@ -205,9 +208,7 @@ class MoCo(keras.Model):
         ptr = self.queue_ptr
         indices = ops.expand_dims(ops.arange(num_keys, dtype="int32") + ptr, 1)
         indices = ops.mod(indices, self.queue_size)
-        self.queue.assign(
-            tf.tensor_scatter_nd_update(self.queue, indices, keys)
-        )
+        self.queue.assign(ops.scatter_update(self.queue, indices, keys))
         self.queue_ptr.assign(ops.mod(ptr + num_keys, self.queue_size))
 
     def contrastive_loss(self, views):
@@ -218,24 +219,9 @@ class MoCo(keras.Model):
         """
         raise NotImplementedError
 
-    def train_step(self, data):
-        views = _unpack_views(data)
-        self.momentum_update()
-        with tf.GradientTape() as tape:
-            loss, metrics, keys = self.contrastive_loss(views)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = loss / replicas  # Gradients are summed over replicas.
-            # Loss scaling for float16 (identity without a loss scale);
-            # `apply_gradients` divides the gradients by the same scale.
-            scaled = self.optimizer.scale_loss(scaled)
-        variables = self.query.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        self.enqueue(_gather_replicas(keys))
-        self.trackers["loss"].update_state(loss)
-        for name in self.METRICS:
-            self.trackers[name].update_state(metrics[name])
-        return {m.name: m.result() for m in self.metrics}
+    def train_step(self, *args):
+        # `(data,)` on TensorFlow and PyTorch, `(state, data)` on JAX.
+        return steps.train_step(self, *args)
 
     def get_config(self):
         return {
@@ -266,18 +252,3 @@ def float32(x):
     the contrastive maths that follows runs in float32.
     """
     return ops.cast(x, "float32")
-
-
-def _unpack_views(data):
-    """The views of `(views, labels)` or of a bare views tuple."""
-    if isinstance(data, (tuple, list)) and isinstance(data[0], (tuple, list)):
-        return data[0]
-    return data
-
-
-def _gather_replicas(keys):
-    """All replicas' keys, in replica order (identity outside a strategy)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return keys
-    return context.all_gather(keys, axis=0)

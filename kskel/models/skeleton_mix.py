@@ -10,7 +10,8 @@ As in the official code every random choice (shift, parts, chunk, kind,
 Mixup weight) is drawn once per batch, not per sample. Drawing
 (`draw_shift`, `draw_mix_params`) is separate from applying, so the
 applying functions are deterministic and testable. Everything is batched
-TensorFlow, runs inside `tf.function` and needs no static batch size.
+`keras.ops` (any backend), runs inside `tf.function` and needs no static
+batch size there.
 
 Tensors are `(N, M, T, V, C)`. Masks live on the encoder's output grid
 `(T', V)` with `T' = ceil(T / 4)` (two stride-2 temporal convolutions); a
@@ -26,7 +27,7 @@ import functools
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from kskel.data.augment import root_first_bones
 from kskel.graph import get_layout
@@ -61,15 +62,16 @@ def grid_frames(num_frames):
 
 def partner_index(num_samples, shift):
     """`(n + shift) mod N` for n in [0, N), int32."""
-    return tf.math.floormod(tf.range(num_samples) + shift, num_samples)
+    index = ops.arange(num_samples, dtype="int32") + ops.cast(shift, "int32")
+    return ops.mod(index, ops.cast(num_samples, "int32"))
 
 
 def _uniform_int(seed, low, high):
     """A scalar int32 uniform on [low, high] (both inclusive, tensors ok)."""
     u = keras.random.uniform((), seed=seed)
-    span = tf.cast(high - low + 1, tf.float32)
-    draw = tf.cast(tf.floor(u * span), tf.int32)
-    return low + tf.minimum(draw, high - low)
+    span = ops.cast(high - low + 1, "float32")
+    draw = ops.cast(ops.floor(u * span), "int32")
+    return low + ops.minimum(draw, high - low)
 
 
 def draw_shift(seed, num_samples):
@@ -81,7 +83,7 @@ def draw_shift(seed, num_samples):
         seed: a `keras.random.SeedGenerator`.
         num_samples: int or scalar int32 tensor, N.
     """
-    high = tf.maximum(tf.cast(num_samples, tf.int32) - 2, 1)
+    high = ops.maximum(ops.cast(num_samples, "int32") - 2, 1)
     return _uniform_int(seed, 1, high)
 
 
@@ -120,24 +122,27 @@ def draw_mix_params(seed, num_samples, num_frames, layout, epoch=None):
             f"Received: num_frames={num_frames}"
         )
     if epoch is None:
-        early = tf.constant(True)
+        early = True
     else:
-        early = tf.convert_to_tensor(epoch) < 200
-    parts_low = tf.where(early, 2, 1)
-    cells_low = tf.where(early, 3, 1)
+        early = ops.less(epoch, 200)
+    parts_low = ops.cast(ops.where(early, 2, 1), "int32")
+    cells_low = ops.cast(ops.where(early, 3, 1), "int32")
     num_parts = _uniform_int(seed, parts_low, parts_low + 1)
     membership = part_membership(layout)
     # The ranks of i.i.d. uniforms are a random permutation: keeping the
     # parts ranked below Cs samples Cs parts without replacement.
-    order = tf.argsort(keras.random.uniform((len(membership),), seed=seed))
-    rank = tf.argsort(order)
-    chosen = tf.cast(rank < num_parts, tf.float32)
-    joints = tf.minimum(tf.linalg.matvec(membership, chosen, True), 1.0)
+    order = ops.argsort(keras.random.uniform((len(membership),), seed=seed))
+    rank = ops.argsort(order)
+    chosen = ops.cast(rank < num_parts, "float32")
+    joints = ops.minimum(ops.matmul(chosen, membership), 1.0)
     cells = num_frames // CHUNK
-    chunks = tf.minimum(_uniform_int(seed, cells_low, cells_low + 2), cells)
+    chunks = ops.minimum(_uniform_int(seed, cells_low, cells_low + 2), cells)
     start = _uniform_int(seed, 0, cells - chunks)
     u = keras.random.uniform((), seed=seed)
-    kind = tf.where(u > 0.5, CUTMIX, tf.where(u > 0.25, RESIZEMIX, MIXUP))
+    kind = ops.cast(
+        ops.where(u > 0.5, CUTMIX, ops.where(u > 0.25, RESIZEMIX, MIXUP)),
+        "int32",
+    )
     return MixParams(
         shift=draw_shift(seed, num_samples),
         kind=kind,
@@ -150,8 +155,8 @@ def draw_mix_params(seed, num_samples, num_frames, layout, epoch=None):
 
 def _interval(length, start, stop):
     """(length,) bool: start <= i < stop."""
-    i = tf.range(length)
-    return (i >= start) & (i < stop)
+    i = ops.arange(length, dtype="int32")
+    return ops.logical_and(i >= start, i < stop)
 
 
 def ske_swap(x, params):
@@ -175,43 +180,46 @@ def ske_swap(x, params):
         official). For CutMix both are the region, for Mixup both are
         `lam` everywhere.
     """
-    x = tf.convert_to_tensor(x, tf.float32)
+    x = ops.convert_to_tensor(x, "float32")
     frames = x.shape[2]
-    partner = tf.gather(x, partner_index(tf.shape(x)[0], params.shift))
+    partner = ops.take(x, partner_index(ops.shape(x)[0], params.shift), axis=0)
     joints = params.joints > 0.5
     length = CHUNK * params.chunks
     first = CHUNK * params.start
-    region = _interval(frames, first, first + length)[:, None] & joints
+    region = ops.logical_and(
+        _interval(frames, first, first + length)[:, None], joints
+    )
     region = region[None, None, :, :, None]
 
-    cutmix = tf.where(region, partner, x)
+    cutmix = ops.where(region, partner, x)
     # torch 'nearest' from L = min(2 * length, T) frames to `length`
     # frames reads source frame floor(i * L / length).
-    source_len = tf.minimum(2 * length, frames)
-    offset = tf.maximum(tf.range(frames) - first, 0)
-    source = (offset * source_len) // length
-    resized = tf.gather(partner, tf.minimum(source, frames - 1), axis=2)
-    resizemix = tf.where(region, resized, x)
+    source_len = ops.minimum(2 * length, frames)
+    offset = ops.maximum(ops.arange(frames, dtype="int32") - first, 0)
+    source = ops.floor_divide(offset * source_len, length)
+    resized = ops.take(partner, ops.minimum(source, frames - 1), axis=2)
+    resizemix = ops.where(region, resized, x)
     mixup = (1.0 - params.lam) * x + params.lam * partner
-    mixed = tf.where(
+    mixed = ops.where(
         params.kind == CUTMIX,
         cutmix,
-        tf.where(params.kind == RESIZEMIX, resizemix, mixup),
+        ops.where(params.kind == RESIZEMIX, resizemix, mixup),
     )
 
     cells = grid_frames(frames)
-    grid_region = tf.cast(
-        _interval(cells, params.start, params.start + params.chunks)[:, None]
-        & joints,
-        tf.float32,
+    in_cells = _interval(cells, params.start, params.start + params.chunks)
+    grid_region = ops.cast(
+        ops.logical_and(in_cells[:, None], joints), "float32"
     )
-    grid_parts = tf.broadcast_to(tf.cast(joints, tf.float32), grid_region.shape)
-    lam = tf.fill(grid_region.shape, params.lam)
-    mask_c = tf.where(params.kind == MIXUP, lam, grid_region)
-    mask_p = tf.where(
+    grid_parts = ops.broadcast_to(
+        ops.cast(joints, "float32"), grid_region.shape
+    )
+    lam = ops.full(grid_region.shape, params.lam, "float32")
+    mask_c = ops.where(params.kind == MIXUP, lam, grid_region)
+    mask_p = ops.where(
         params.kind == CUTMIX,
         grid_region,
-        tf.where(params.kind == RESIZEMIX, grid_parts, lam),
+        ops.where(params.kind == RESIZEMIX, grid_parts, lam),
     )
     return mixed, mask_p, mask_c
 
@@ -237,14 +245,14 @@ def _bone_walk(layout):
 
 
 def _length(v, axis):
-    return tf.sqrt(tf.reduce_sum(tf.square(v), axis, keepdims=True) + 1e-5)
+    return ops.sqrt(ops.sum(ops.square(v), axis, keepdims=True) + 1e-5)
 
 
 def _unbiased_std(x, axis):
-    count = tf.cast(tf.shape(x)[axis], x.dtype)
-    mean = tf.reduce_mean(x, axis, keepdims=True)
-    var = tf.reduce_sum(tf.square(x - mean), axis, keepdims=True)
-    return tf.sqrt(var / (count - 1.0))
+    count = ops.cast(ops.shape(x)[axis], x.dtype)
+    mean = ops.mean(x, axis, keepdims=True)
+    var = ops.sum(ops.square(x - mean), axis, keepdims=True)
+    return ops.sqrt(var / (count - 1.0))
 
 
 def ske_trans(x, shift, stream, layout="ntu25", trans_mode="head", epoch=1):
@@ -280,22 +288,23 @@ def ske_trans(x, shift, stream, layout="ntu25", trans_mode="head", epoch=1):
             f"trans_mode must be one of {TRANS_MODES}. "
             f"Received: trans_mode={trans_mode}"
         )
-    x = tf.convert_to_tensor(x, tf.float32)
-    partner = tf.gather(x, partner_index(tf.shape(x)[0], shift))
+    x = ops.convert_to_tensor(x, "float32")
+    partners = partner_index(ops.shape(x)[0], shift)
+    partner = ops.take(x, partners, axis=0)
     if stream == "motion":
-        centred = x - tf.reduce_mean(x, 3, keepdims=True)
+        centred = x - ops.mean(x, 3, keepdims=True)
         scale = _unbiased_std(partner, 2) / (_unbiased_std(x, 2) + 1e-3)
-        return centred * scale + tf.reduce_mean(partner, 3, keepdims=True)
+        return centred * scale + ops.mean(partner, 3, keepdims=True)
     if stream == "bone":
         return x / _length(x, -1) * _length(partner, -1)
     layout = get_layout(layout)
     parents, path = _bone_walk(layout)
-    bones = x - tf.gather(x, parents, axis=3)
-    partner_bones = tf.gather(bones, partner_index(tf.shape(x)[0], shift))
+    bones = x - ops.take(x, parents, axis=3)
+    partner_bones = ops.take(bones, partners, axis=0)
     if trans_mode == "head":
         ratio = _length(partner_bones, -1) / _length(bones, -1)
     else:
-        power = 100.0 / (tf.cast(epoch, tf.float32) + 400.0)
+        power = 100.0 / (ops.cast(epoch, "float32") + 400.0)
         ratio = (_length(partner_bones, 1) / _length(bones, 1)) ** power
-    center = tf.gather(x, [layout.center], axis=3)
-    return center + tf.einsum("vb,nmtbc->nmtvc", path, bones * ratio)
+    center = ops.take(x, [layout.center], axis=3)
+    return center + ops.einsum("vb,nmtbc->nmtvc", path, bones * ratio)
