@@ -8,7 +8,7 @@ one `ckpt-<epoch>.npz` written atomically (a killed run leaves the previous
 checkpoint as the latest). It mirrors the part of
 `tf.train.CheckpointManager` that pretraining uses: `latest_checkpoint`,
 `directory`, `save(checkpoint_number)` keeping the last `max_to_keep`, and
-a `restore`.
+a `restore`; `kskel.checkpointing` picks it or TensorFlow's format.
 """
 
 import os
@@ -26,13 +26,15 @@ class ArrayCheckpointManager:
     """Saves and restores model and optimizer variables as `.npz` files.
 
     Args:
-        directory: where `ckpt-<n>.npz` files live.
+        directory: where `ckpt-<n>.npz` files are restored from.
         model_variables: list of Keras variables (every model variable:
             weights, batch-norm statistics, queue, epoch, seed states).
         optimizer_variables: list of Keras variables, or empty.
         completed: a variable holding the completed epochs (`assign`,
             `numpy`), or None.
         max_to_keep: int, checkpoints kept.
+        save_directory: where `save` writes (and keeps `max_to_keep`);
+            defaults to `directory`.
     """
 
     def __init__(
@@ -42,23 +44,27 @@ class ArrayCheckpointManager:
         optimizer_variables=(),
         completed=None,
         max_to_keep=3,
+        save_directory=None,
     ):
         self.directory = os.fspath(directory)
+        self.save_directory = os.fspath(save_directory or directory)
         self.model_variables = list(model_variables)
         self.optimizer_variables = list(optimizer_variables)
         self.completed = completed
         self.max_to_keep = int(max_to_keep)
 
-    def checkpoints(self):
-        """Paths of the checkpoints, oldest first."""
-        if not os.path.isdir(self.directory):
+    def checkpoints(self, directory=None):
+        """Paths of the checkpoints in `directory` (default: the one
+        restored from), oldest first."""
+        directory = self.directory if directory is None else directory
+        if not os.path.isdir(directory):
             return []
         numbered = []
-        for name in os.listdir(self.directory):
+        for name in os.listdir(directory):
             match = _NAME.match(name)
             if match:
                 numbered.append((int(match.group(1)), name))
-        return [os.path.join(self.directory, n) for _, n in sorted(numbered)]
+        return [os.path.join(directory, n) for _, n in sorted(numbered)]
 
     @property
     def latest_checkpoint(self):
@@ -81,12 +87,12 @@ class ArrayCheckpointManager:
         if self.completed is not None:
             arrays["completed_epochs"] = np.asarray(self.completed.numpy())
         path = os.path.join(
-            self.directory, f"ckpt-{int(checkpoint_number)}.npz"
+            self.save_directory, f"ckpt-{int(checkpoint_number)}.npz"
         )
         with fileio.atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as file:
                 np.savez(file, **arrays)
-        for old in self.checkpoints()[: -self.max_to_keep]:
+        for old in self.checkpoints(self.save_directory)[: -self.max_to_keep]:
             os.remove(old)
         return path
 

@@ -105,37 +105,3 @@ def shard_by_data(dataset):
         tf.data.experimental.AutoShardPolicy.DATA
     )
     return dataset.with_options(options)
-
-
-def prepare_fit(model):
-    """Lets Keras `fit` train a built model under MultiWorkerMirroredStrategy.
-
-    Works around two gaps of Keras 3 (3.15) with this strategy
-    (keras-team/keras#20585), for `model` only:
-
-    - Before the first step Keras all-reduces one whole input batch to
-      build the model symbolically; the strategy's `reduce` takes no
-      nested structure such as a tuple of views, so this fails. The kskel
-      models are built eagerly and their optimizer in `compile`, so the
-      step has nothing to do and is skipped.
-    - Keras reduces each step's logs across workers with a mean over axis
-      0, which scalars do not have. The logs leave the step as shape
-      `(1,)` and come out of that reduction as the scalar mean; they are
-      metric results whose variables already sum every replica's updates,
-      so all replicas hold the same global value.
-    """
-    import tensorflow as tf
-
-    if not model.built or not model.optimizer.built:
-        raise KskelError(
-            f"{type(model).__name__} must be built and compiled before "
-            "multi-worker training."
-        )
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    step = model.train_step
-
-    def train_step(*args):
-        logs = step(*args)
-        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
-
-    model.train_step = train_step

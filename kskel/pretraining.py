@@ -220,24 +220,6 @@ class PretrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
-def make_strategy(name):
-    """The `tf.distribute` strategy called `name`.
-
-    `"multiworker"` reads the cluster from `TF_CONFIG` (see
-    `kskel.distributed`); create it before anything else starts
-    TensorFlow's runtime in the process.
-    """
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        from kskel import distributed
-
-        return distributed.multiworker_strategy()
-    return tf.distribute.get_strategy()
-
-
 def build_model(config, view_shape):
     """The contrastive model of `config.method` for views of `view_shape`."""
     from kskel import models
@@ -450,14 +432,12 @@ def run_pretraining(config, callbacks=()):
         KskelError: bad configuration or data.
     """
     from kskel import distributed
-    from kskel import keras_distribution
+    from kskel.strategy import make_strategy
 
     config.validate()
     # First: a multi-worker strategy must configure TensorFlow's runtime
     # before anything else starts it.
-    strategy = make_strategy(
-        keras_distribution.tf_strategy_name(config.strategy)
-    )
+    strategy = make_strategy(config.strategy)
     # Workers other than the chief write into a temporary directory.
     with distributed.write_root(config.model_dir, strategy) as write_dir:
         return _pretrain(config, callbacks, strategy, write_dir)
@@ -481,7 +461,7 @@ def _pretrain(config, callbacks, strategy, write_dir):
 
     from kskel import distributed
     from kskel import fileio
-    from kskel.array_checkpoint import ArrayCheckpointManager
+    from kskel.checkpointing import make_checkpoint_manager
     from kskel.data import pipeline
     from kskel.data import schema
     from kskel.models.moco import EpochTracker
@@ -532,48 +512,20 @@ def _pretrain(config, callbacks, strategy, write_dir):
             jit_compile=config.jit_compile or keras.backend.backend() == "jax",
         )
         completed = tf.Variable(0, dtype=tf.int64, trainable=False)
-    if config.strategy == "multiworker":
-        distributed.prepare_fit(model)
-    # Flat lists of every variable: TensorFlow's object graph does not see
-    # layers Keras 3 keeps in Python lists (the encoder blocks), and Keras
-    # seed generators (dropout, ActCLR's mixing) are no trackables at all.
-    # Listing `model.variables` saves weights, batch-norm statistics of both
-    # networks, queue, epoch and random-number states, so a resumed run
-    # continues exactly as an uninterrupted one.
     # Every worker saves (saving may need all of them), into `write_dir`;
     # every worker resumes from the chief's checkpoints.
     checkpoint_dir = fileio.join(config.model_dir, "checkpoints")
-    if keras.backend.backend() == "tensorflow":
-        checkpoint = tf.train.Checkpoint(
-            model_variables=[v.value for v in model.variables],
-            optimizer_variables=[v.value for v in optimizer.variables],
-            completed_epochs=completed,
-        )
-        manager = tf.train.CheckpointManager(
-            checkpoint,
-            fileio.join(write_dir, "checkpoints"),
-            max_to_keep=config.keep_checkpoints,
-        )
-        latest = tf.train.latest_checkpoint(checkpoint_dir)
-
-        def restore():
-            checkpoint.restore(latest).assert_consumed()
-
-    else:  # JAX and PyTorch variables: the same lists, as .npz files.
-        manager = ArrayCheckpointManager(
-            checkpoint_dir,
-            model.variables,
-            optimizer.variables,
-            completed,
-            max_to_keep=config.keep_checkpoints,
-        )
-        latest = manager.latest_checkpoint
-
-        def restore():
-            manager.restore(latest)
-
+    manager = make_checkpoint_manager(
+        model,
+        optimizer,
+        checkpoint_dir,
+        max_to_keep=config.keep_checkpoints,
+        completed=completed,
+        save_directory=fileio.join(write_dir, "checkpoints"),
+    )
+    latest = manager.latest_checkpoint
     if config.resume and latest:
-        restore()
+        manager.restore(latest)
         print(f"resumed from {latest} (epoch {int(completed.numpy())})")
     else:
         if config.init_from:
@@ -652,35 +604,18 @@ def restore_model(model_dir):
     Use it for what needs more than `query_network.keras`, such as
     ActCLR's actionlet, which comes from the key network and its anchor.
     """
-    import keras
-    import tensorflow as tf
-
-    from kskel.array_checkpoint import ArrayCheckpointManager
+    from kskel import checkpointing
+    from kskel import fileio
     from kskel.data import schema
 
     config = load_config(model_dir)
-    directory = tf.io.gfile.join(model_dir, "checkpoints")
+    directory = fileio.join(model_dir, "checkpoints")
     # A JAX or PyTorch run saved .npz files; they load on any backend.
-    arrays = ArrayCheckpointManager(directory, [])
-    if arrays.latest_checkpoint:
-        manifest = schema.load_manifest(config.data_dir)
-        model = build_model(config, schema.sample_shape(manifest))
-        arrays.model_variables = model.variables
-        arrays.restore(optimizer=False)
-        return model, config
-    latest = tf.train.latest_checkpoint(directory)
-    if latest is None:
-        raise KskelError(f"{directory}: no checkpoint to restore.")
-    if keras.backend.backend() != "tensorflow":
-        raise KskelError(
-            f"{latest}: a TensorFlow checkpoint restores on "
-            "KERAS_BACKEND=tensorflow only."
-        )
+    file_format = checkpointing.saved_format(directory)
     manifest = schema.load_manifest(config.data_dir)
     model = build_model(config, schema.sample_shape(manifest))
-    checkpoint = tf.train.Checkpoint(
-        model_variables=[v.value for v in model.variables]
+    manager = checkpointing.make_checkpoint_manager(
+        model, None, directory, file_format=file_format
     )
-    status = checkpoint.restore(latest)
-    status.assert_existing_objects_matched().expect_partial()
+    manager.restore(optimizer=False)
     return model, config

@@ -221,7 +221,46 @@ class MoCo(keras.Model):
 
     def train_step(self, *args):
         # `(data,)` on TensorFlow and PyTorch, `(state, data)` on JAX.
-        return steps.train_step(self, *args)
+        logs = steps.train_step(self, *args)
+        if self._works_around_keras_20585():
+            # Keras reduces these over axis 0 across workers (see below).
+            logs = {name: ops.reshape(v, (1,)) for name, v in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # TensorFlow trainer only; skipped as `_works_around_keras_20585`
+        # explains.
+        if not self._works_around_keras_20585():
+            super()._maybe_symbolic_build(iterator, data_batch)
+
+    def _works_around_keras_20585(self):
+        """Whether `fit` runs under `MultiWorkerMirroredStrategy` (TF).
+
+        Keras 3 (3.15) `fit` has two gaps with this strategy
+        (keras-team/keras#20585); a later Keras may close them, and then
+        this hook and its two uses above can go:
+
+        - Before the first step Keras all-reduces one whole input batch to
+          build the model symbolically; the strategy's `reduce` takes no
+          nested structure such as a tuple of views, so this fails. A
+          `MoCo` is built in `__init__` and its optimizer in `compile`, so
+          the step has nothing to do and `_maybe_symbolic_build` skips it.
+        - Keras reduces each step's logs across workers with a mean over
+          axis 0, which scalars do not have. `train_step` returns them with
+          shape `(1,)` and they come out of that reduction as the scalar
+          mean; they are metric results whose variables already sum every
+          replica's updates, so all replicas hold the same global value.
+
+        Decided from the strategy the model was created under, so a model
+        built in that strategy's scope needs nothing else.
+        """
+        if keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        return isinstance(
+            self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
+        )
 
     def get_config(self):
         return {
