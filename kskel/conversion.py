@@ -285,7 +285,13 @@ def convert_checkpoint(checkpoint, layout="ntu25"):
     Returns:
         `(model, ConversionReport)`.
     """
+    from kskel import fileio
     from kskel.torch_checkpoint import load_state_dict
 
-    state = load_state_dict(checkpoint)
+    # The zip reader takes local files; a remote checkpoint is copied.
+    with fileio.local_copy(checkpoint) as local:
+        try:
+            state = load_state_dict(local)
+        except KskelError as err:  # Name the checkpoint, not the copy.
+            raise KskelError(str(err).replace(local, str(checkpoint))) from None
     return build_model_from_state(state, path=str(checkpoint), layout=layout)

@@ -14,10 +14,11 @@ holds the encoder and its head only; its `serving_default` signature maps
 `skeleton` float32 `(None, M, T, V, C)` to `features` and `logits` (or
 `projection`). `--class_names_from` names a dataset whose manifest gives
 the class names and preprocessing stored with it. The directory appears
-complete or not at all. See saved_models/README.md for loading and serving.
+complete or not at all. Every path may be remote (`gs://`, or `s3://` /
+`hdfs://` with requirements-io.txt); a remote `--out` must be a new path
+(object stores cannot replace a directory atomically). See
+saved_models/README.md for loading and serving.
 """
-
-import os
 
 from absl import flags
 from absl import logging
@@ -53,9 +54,9 @@ def main(argv):
         raise KskelError("--model and --out are required.")
     for flag in (_MODEL, _OUT, _CLASS_NAMES_FROM):
         fileio.check_scheme(flag.value, flag.name)
-    if not os.path.exists(_MODEL.value):
+    if not fileio.exists(_MODEL.value):
         raise KskelError(f"--model={_MODEL.value}: not found.")
-    if _CLASS_NAMES_FROM.value and not os.path.isdir(_CLASS_NAMES_FROM.value):
+    if _CLASS_NAMES_FROM.value and not fileio.isdir(_CLASS_NAMES_FROM.value):
         raise KskelError(
             f"--class_names_from={_CLASS_NAMES_FROM.value}: not a directory."
         )

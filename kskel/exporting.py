@@ -19,6 +19,9 @@ Loading needs TensorFlow only:
     outputs = loaded.signatures["serving_default"](skeleton=x)
     metadata = json.loads(loaded.metadata().numpy())
 
+Paths may be remote (`gs://`, or `s3://` / `hdfs://` with tensorflow-io):
+see `write_saved_model` for how a remote export stays safe.
+
 TensorFlow and Keras are imported inside the functions that need them, so
 the command-line tool validates its flags first.
 """
@@ -30,6 +33,7 @@ import shutil
 import tempfile
 import types
 
+from kskel import fileio
 from kskel.errors import KskelError
 from kskel.pretraining import STREAMS
 from kskel.pretraining import load_config
@@ -61,23 +65,34 @@ class Source:
 
 def is_saved_model(path):
     """Whether the directory `path` holds a SavedModel."""
-    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+    return fileio.isfile(fileio.join(path, "saved_model.pb"))
 
 
 def check_output(out, flag="--out"):
     """Raises `KskelError` unless `out` may become (or replace) a SavedModel.
 
-    A missing path, an empty directory and an existing SavedModel are
-    accepted; a file or a directory with other contents is refused.
+    A missing path, an empty directory and an existing local SavedModel
+    are accepted; a file or a directory with other contents is refused, and
+    so is any non-empty remote directory (see `write_saved_model`).
     """
-    if not os.path.lexists(out):
+    out = os.fspath(out)
+    remote = fileio.is_remote(out)
+    if not (fileio.exists(out) if remote else os.path.lexists(out)):
         return
-    if not os.path.isdir(out):
+    if not fileio.isdir(out):
         raise KskelError(
             f"{flag}={out}: a file exists there; a SavedModel is a "
             "directory, choose another path."
         )
-    if os.listdir(out) and not is_saved_model(out):
+    if not fileio.listdir(out):
+        return
+    if remote:
+        raise KskelError(
+            f"{flag}={out}: already exists; remote storage cannot replace "
+            "a directory atomically, so a remote export needs a new path. "
+            "Choose another path or remove it."
+        )
+    if not is_saved_model(out):
         raise KskelError(
             f"{flag}={out}: an existing directory that is not a SavedModel; "
             "refusing to replace it. Choose another path or remove it."
@@ -108,18 +123,18 @@ def load_source(model, flag="--model"):
     from kskel.evaluation.pretrained import QUERY_NETWORK
 
     model = os.fspath(model)
-    if not os.path.exists(model):
+    if not fileio.exists(model):
         raise KskelError(f"{flag}={model}: not found.")
-    if os.path.isdir(model):
-        if not os.path.isfile(os.path.join(model, "config.json")):
+    if fileio.isdir(model):
+        if not fileio.isfile(fileio.join(model, "config.json")):
             raise KskelError(
                 f"{flag}={model}: a directory without config.json; expected "
                 "a pretraining --model_dir, a .keras file or an official "
                 ".pt checkpoint."
             )
         config = _prefixed(flag, load_config, model)
-        path = os.path.join(model, QUERY_NETWORK)
-        if not os.path.isfile(path):
+        path = fileio.join(model, QUERY_NETWORK)
+        if not fileio.isfile(path):
             raise KskelError(
                 f"{flag}={model}: the run has no {QUERY_NETWORK} (did the "
                 "pretraining run finish?)."
@@ -208,7 +223,7 @@ def _dataset(source, class_names_from, flag):
             manifest = schema.load_manifest(data_dir)
         except KskelError as err:
             raise KskelError(
-                f"{flag}={os.path.dirname(source.path)}: the run's dataset "
+                f"{flag}={fileio.parent(source.path)}: the run's dataset "
                 f"is unreadable ({err}); run from the directory the run "
                 "started in, or pass --class_names_from=DATA_DIR."
             ) from None
@@ -375,26 +390,32 @@ def serving_module(network, metadata):
 
 
 def write_saved_model(network, metadata, out, flag="--out"):
-    """Saves `network` with `metadata` to the directory `out`, atomically.
+    """Saves `network` with `metadata` to the directory `out`, safely.
 
-    The SavedModel is written to a hidden temporary directory beside `out`
-    and renamed into place; an existing SavedModel at `out` is moved aside
-    first and removed afterwards. On any error `out` is left as it was.
+    A local `out` is written atomically: the SavedModel goes to a hidden
+    temporary directory beside `out` and is renamed into place; an existing
+    SavedModel at `out` is moved aside first and removed afterwards. On any
+    error `out` is left as it was.
+
+    Object stores have no atomic rename (a directory "rename" copies every
+    file), so a remote `out` must not exist yet (or be empty): the
+    SavedModel is written to a local temporary directory and copied file by
+    file with `saved_model.pb` last. Until it arrives the directory is no
+    SavedModel (TensorFlow cannot load it, `check_output` refuses to reuse
+    it), so an interrupted export never looks complete. A copy that fails
+    with an error is removed again.
     """
-    import tensorflow as tf
-
     check_output(out, flag)
+    if fileio.is_remote(out):
+        _write_remote(network, metadata, os.fspath(out))
+        return
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     prefix = f".tmp-{os.path.basename(out)}-"
     tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
     try:
-        module = serving_module(network, metadata)
-        tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.serve})
-        os.makedirs(os.path.join(tmp, "assets.extra"))
-        with open(os.path.join(tmp, METADATA_FILE), "w") as file:
-            json.dump(metadata, file, indent=2, sort_keys=True)
+        _save(network, metadata, tmp)
         # mkdtemp makes the folder private; a model server may run as
         # another user.
         os.chmod(tmp, 0o777 & ~_umask())
@@ -402,6 +423,23 @@ def write_saved_model(network, metadata, out, flag="--out"):
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+
+
+def _save(network, metadata, directory):
+    """Writes the SavedModel and its metadata file into local `directory`."""
+    import tensorflow as tf
+
+    module = serving_module(network, metadata)
+    tf.saved_model.save(module, directory, signatures={SIGNATURE: module.serve})
+    os.makedirs(os.path.join(directory, "assets.extra"))
+    with open(os.path.join(directory, METADATA_FILE), "w") as file:
+        json.dump(metadata, file, indent=2, sort_keys=True)
+
+
+def _write_remote(network, metadata, out):
+    with tempfile.TemporaryDirectory(prefix="kskel-export-") as tmp:
+        _save(network, metadata, tmp)
+        fileio.copy_tree(tmp, out, last=("saved_model.pb",))
 
 
 def _umask():
@@ -457,14 +495,15 @@ def read_metadata(path, flag="--model"):
             "saved_model.pb); pass a .keras file or a directory written by "
             "python -m kskel.export."
         )
-    try:
-        with open(os.path.join(path, METADATA_FILE)) as file:
-            metadata = json.load(file)
-    except FileNotFoundError:
+    metadata_path = fileio.join(path, METADATA_FILE)
+    if not fileio.exists(metadata_path):
         raise KskelError(
             f"{flag}={path}: a SavedModel without kskel metadata "
             f"({METADATA_FILE}); export it with python -m kskel.export."
-        ) from None
+        )
+    try:
+        with fileio.open_file(metadata_path) as file:
+            metadata = json.load(file)
     except ValueError as err:
         raise KskelError(
             f"{flag}={path}: {METADATA_FILE} is not JSON ({err})."

@@ -9,6 +9,7 @@ Writes are atomic: a killed run never leaves a file that looks complete.
 """
 
 import contextlib
+import io
 import os
 import tempfile
 import uuid
@@ -81,6 +82,14 @@ def join(path, *parts):
     return os.path.join(path, *parts)
 
 
+def parent(path):
+    """The directory holding `path` (absolute for a local path)."""
+    path = os.fspath(path)
+    if is_remote(path):
+        return path.rstrip("/").rpartition("/")[0]
+    return os.path.dirname(os.path.abspath(path))
+
+
 def exists(path):
     """Whether `path` exists, locally or remotely."""
     if is_remote(path):
@@ -97,6 +106,33 @@ def isdir(path):
 
         return tf.io.gfile.isdir(path)
     return os.path.isdir(path)
+
+
+def isfile(path):
+    """Whether `path` is a file, locally or remotely."""
+    if is_remote(path):
+        return exists(path) and not isdir(path)
+    return os.path.isfile(path)
+
+
+def listdir(path):
+    """The names in directory `path` (without a trailing slash)."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+    return os.listdir(path)
+
+
+def remove(path):
+    """Removes the file `path` when it exists."""
+    if is_remote(path):
+        import tensorflow as tf
+
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+    elif os.path.exists(path):
+        os.remove(path)
 
 
 def makedirs(path):
@@ -178,3 +214,134 @@ def save_array_atomic(path, array):
     with atomic_path(path, suffix=".npy") as tmp:
         with open(tmp, "wb") as file:
             np.save(file, array)
+
+
+def load_array(path):
+    """`np.load(path, allow_pickle=False)` of an `.npy` file, local or remote.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        OSError: a remote read failed.
+        ValueError: the file is not an `.npy` array.
+    """
+    import numpy as np
+
+    path = os.fspath(path)
+    if not is_remote(path):
+        return np.load(path, allow_pickle=False)
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "rb") as file:
+            data = file.read()
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(path) from None
+    except tf.errors.OpError as err:
+        raise OSError(f"{path}: {err.message}") from None
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+@contextlib.contextmanager
+def local_copy(path):
+    """Yields a local path with the file `path`'s contents.
+
+    A local `path` is yielded as it is; a remote one is copied into a
+    temporary directory that is removed afterwards, for readers that take
+    local files only.
+
+    Raises:
+        KskelError: the remote `path` does not exist.
+    """
+    path = os.fspath(path)
+    if not is_remote(path):
+        yield path
+        return
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="kskel-") as local_dir:
+        local = os.path.join(local_dir, path.rstrip("/").rpartition("/")[2])
+        try:
+            tf.io.gfile.copy(path, local)
+        except tf.errors.NotFoundError:
+            raise KskelError(f"{path}: not found.") from None
+        yield local
+
+
+def _tree(gfile, directory, prefix=""):
+    """`(directories, files)` under `directory`, as relative "a/b" paths."""
+    directories, files = [], []
+    for name in sorted(gfile.listdir(directory)):
+        name = name.rstrip("/")
+        relative = prefix + name
+        if gfile.isdir(join(directory, name)):
+            directories.append(relative)
+            inner = _tree(gfile, join(directory, name), relative + "/")
+            directories += inner[0]
+            files += inner[1]
+        else:
+            files.append(relative)
+    return directories, files
+
+
+def copy_tree(source, target, *, ignore=(), last=()):
+    """Copies the directory `source` to `target`, file by file.
+
+    Either side may be local or remote (through `tf.io.gfile`). This is no
+    atomic rename, which object stores do not have; instead the files
+    named in `last` (relative paths such as "saved_model.pb") are copied
+    after all others, in that order, so a reader that looks for them never
+    finds a half-copied tree (a single file appears whole on an object
+    store). On an error, what was copied is removed again.
+
+    Args:
+        source: str, the directory to copy.
+        target: str, the directory to create (files already there are
+            overwritten).
+        ignore: top-level names under `source` that are not copied.
+        last: relative paths copied last.
+    """
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
+    directories, files = _tree(gfile, os.fspath(source))
+
+    def keep(relative):
+        return relative.split("/")[0] not in ignore
+
+    def path(root, relative):
+        return join(root, *relative.split("/"))
+
+    files = sorted(
+        filter(keep, files),
+        key=lambda f: last.index(f) if f in last else -1,
+    )
+    made = [] if gfile.exists(target) else [target]
+    copied = []
+    try:
+        gfile.makedirs(target)
+        for relative in filter(keep, directories):
+            made.append(path(target, relative))
+            gfile.makedirs(made[-1])
+        for relative in files:
+            copied.append(path(target, relative))
+            gfile.copy(path(source, relative), copied[-1], overwrite=True)
+    except BaseException:
+        _remove_quietly(gfile, copied, made)
+        raise
+
+
+def _remove_quietly(gfile, files, directories):
+    """Removes what a failed copy wrote: files, then directories inside out.
+
+    Only these paths: a recursive delete of a remote prefix could reach
+    objects that merely share it.
+    """
+    import tensorflow as tf
+
+    for path in files:
+        with contextlib.suppress(tf.errors.OpError):
+            gfile.remove(path)
+    for path in sorted(directories, reverse=True):
+        with contextlib.suppress(tf.errors.OpError):
+            if gfile.exists(path) and not gfile.listdir(path):
+                gfile.rmtree(path)

@@ -15,6 +15,7 @@ split). The weighted sum of the raw logits is scored and written to
 from absl import flags
 
 from kskel import cli
+from kskel import fileio
 from kskel.errors import KskelError
 
 _RUNS = flags.DEFINE_list(
@@ -45,6 +46,9 @@ def main(argv):
         raise KskelError("--runs: required (comma-separated run dirs).")
     if not _MODEL_DIR.value:
         raise KskelError("--model_dir: required (output directory).")
+    for run in _RUNS.value:
+        fileio.check_scheme(run, "runs")
+    fileio.check_scheme(_MODEL_DIR.value, "model_dir")
     weights = _weights(_WEIGHTS.value)
     results = fuse_runs(
         _RUNS.value,

@@ -4,10 +4,9 @@ The model is a `.keras` file or a SavedModel directory written by
 `python -m kskel.export` (loaded as an `exporting.ExportedNetwork`, which
 offers the same calls). Input arrays come in the official `NCTVM`
 (N, C, T, V, M) layout or the project's own `NMTVC`; they are converted
-once, here, at the edge.
+once, here, at the edge. Paths may be remote (`gs://`, `s3://`, ...): they
+go through `kskel.fileio`.
 """
-
-import os
 
 import numpy as np
 
@@ -21,9 +20,9 @@ LAYOUTS = {"NCTVM": (0, 4, 2, 3, 1), "NMTVC": (0, 1, 2, 3, 4)}
 def load_model(path, flag="--model"):
     """Loads a `.keras` model or kskel SavedModel; errors name `flag`."""
     path = str(path)
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         raise KskelError(f"{flag}={path}: file not found.")
-    if os.path.isdir(path):
+    if fileio.isdir(path):
         return exporting.ExportedNetwork(path, flag)
     if not path.endswith(".keras"):
         raise KskelError(
@@ -35,7 +34,9 @@ def load_model(path, flag="--model"):
     import kskel.encoders  # noqa: F401  (registers the custom classes)
 
     try:
-        return keras.models.load_model(path)
+        # Staged locally: not every Keras version reads a remote archive.
+        with fileio.local_copy(path) as local:
+            return keras.models.load_model(local)
     except Exception as err:  # Keras raises many types for a bad archive.
         raise KskelError(f"{flag}={path}: cannot load it ({err}).") from None
 
@@ -47,7 +48,7 @@ def load_input(path, layout):
             f"--layout={layout}: expected one of {', '.join(LAYOUTS)}."
         )
     try:
-        array = np.load(path, allow_pickle=False)
+        array = fileio.load_array(path)
     except FileNotFoundError:
         raise KskelError(f"--input={path}: file not found.") from None
     except (ValueError, OSError, EOFError) as err:

@@ -11,13 +11,15 @@ Usage:
 exported for). `--layout NCTVM` is the official (N, C, T, V, M) layout;
 `NMTVC` is the project's own. The output holds logits (or, with
 `--features`, the pooled encoder features); the top-1 class of each sample
-is printed.
+is printed. Every path may be remote (`gs://`, or `s3://` / `hdfs://` with
+requirements-io.txt).
 """
 
 import numpy as np
 from absl import flags
 
 from kskel import cli
+from kskel import fileio
 from kskel.errors import KskelError
 from kskel.inference import LAYOUTS
 
@@ -50,6 +52,8 @@ def main(argv):
     del argv
     if not _MODEL.value or bool(_INPUT.value) == bool(_DATA.value):
         raise KskelError("--model and one of --input or --data are required.")
+    for flag in (_MODEL, _INPUT, _DATA, _OUTPUT):
+        fileio.check_scheme(flag.value, flag.name)
     if _DATA.value:
         from kskel.inference import evaluate_split
 

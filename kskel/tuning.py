@@ -169,6 +169,7 @@ class TuneConfig:
                     f"--{name}={getattr(self, name)!r}: expected {expected}."
                 )
         parse_search(self.search)
+        fileio.check_scheme(self.tune_dir, "tune_dir")
         if self.tuner == "bayesian":
             missing = [m for m in ("sklearn", "scipy") if not _importable(m)]
             if missing:
@@ -319,7 +320,7 @@ def check_search(dimensions, base, tuner):
 
 def trial_run_dir(tune_dir, trial_id):
     """The pretraining `--model_dir` of a trial."""
-    return os.path.join(tune_dir, TRIALS_DIR, str(trial_id))
+    return fileio.join(tune_dir, TRIALS_DIR, str(trial_id))
 
 
 def searched_values(values):
@@ -418,7 +419,18 @@ def objective_callback(evaluate):
 
 
 def _copy_run(source, target):
-    """Copies a run's config and checkpoints (Hyperband promotion)."""
+    """Copies a run's config and checkpoints (Hyperband promotion).
+
+    A local copy is renamed into place. Object stores cannot rename a
+    directory, so a remote copy goes file by file with the checkpoint index
+    last: an interrupted copy restores no checkpoint, and the promoted
+    trial trains from the start instead of from a half-copied one.
+    """
+    if fileio.is_remote(target):
+        fileio.copy_tree(
+            source, target, ignore=("logs",), last=("checkpoints/checkpoint",)
+        )
+        return
     tmp = target + ".copying"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("logs"))
@@ -441,7 +453,7 @@ def run_trial(tune, base, num_classes, trial):
     values = trial.hyperparameters.values
     model_dir = trial_run_dir(tune.tune_dir, trial.trial_id)
     source = values.get("tuner/trial_id")
-    if source is not None and not os.path.exists(model_dir):
+    if source is not None and not fileio.exists(model_dir):
         _copy_run(trial_run_dir(tune.tune_dir, source), model_dir)
     config = trial_config(base, values, model_dir)
 
@@ -554,12 +566,12 @@ def write_reports(oracle, dimensions, tune, base):
     """
     trials = _sorted_trials(oracle)
     _write_text(
-        os.path.join(tune.tune_dir, TABLE_FILE),
+        fileio.join(tune.tune_dir, TABLE_FILE),
         trials_table(trials, dimensions, tune, base),
     )
     best = best_trial(trials)
     if best is not None:
-        path = os.path.join(tune.tune_dir, BEST_FILE)
+        path = fileio.join(tune.tune_dir, BEST_FILE)
         header = (
             f"# Best of {len(trials)} trials of python -m kskel.tune "
             f"--tune_dir={tune.tune_dir}: trial {best.trial_id}, "
@@ -567,6 +579,8 @@ def write_reports(oracle, dimensions, tune, base):
             f"# Train it: python -m kskel.pretrain --flagfile={path} "
             "[--epochs=N]\n"
         )
+        if fileio.is_remote(path):
+            header += "# (absl reads only local flag files; copy it first.)\n"
         _write_text(path, header + to_flagfile(best_config(base, best)))
     return trials, best
 
@@ -585,12 +599,12 @@ def check_same_search(tune, base):
         KskelError: `--tune_dir` holds a search started with other flags
             (other than `FREE_ON_RESUME`).
     """
-    path = os.path.join(tune.tune_dir, SETTINGS_FILE)
+    path = fileio.join(tune.tune_dir, SETTINGS_FILE)
     current = _settings(tune, base)
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         _write_text(path, json.dumps(current, indent=2, sort_keys=True))
         return
-    with open(path) as file:
+    with fileio.open_file(path) as file:
         saved = json.load(file)
     changed = sorted(
         k
@@ -662,6 +676,18 @@ def make_tuner(tune, base, dimensions, num_classes):
     )
 
 
+def _check_remote_tuner(tune_dir):
+    """KerasTuner writes through `tf.io.gfile` on TensorFlow only."""
+    import keras
+
+    if fileio.is_remote(tune_dir) and keras.config.backend() != "tensorflow":
+        raise KskelError(
+            f"--tune_dir={tune_dir}: KerasTuner writes remote paths only on "
+            "the TensorFlow backend (KERAS_BACKEND=tensorflow); use a local "
+            f"--tune_dir on the {keras.config.backend()} backend."
+        )
+
+
 def run_tuning(tune, base):
     """Runs or resumes a search; returns a summary of its best trial.
 
@@ -691,7 +717,8 @@ def run_tuning(tune, base):
         ("validation_split", tune.validation_split),
     ):
         knn_eval.check_split(manifest, base.data_dir, split, flag)
-    os.makedirs(tune.tune_dir, exist_ok=True)
+    _check_remote_tuner(tune.tune_dir)
+    fileio.makedirs(tune.tune_dir)
     check_same_search(tune, base)
     tuner = make_tuner(tune, base, dimensions, manifest["num_classes"])
     tuner.search()
@@ -705,7 +732,7 @@ def run_tuning(tune, base):
         )
         raise KskelError(
             f"--tune_dir={tune.tune_dir}: no trial completed{reason} "
-            f"(see {os.path.join(tune.tune_dir, TABLE_FILE)})."
+            f"(see {fileio.join(tune.tune_dir, TABLE_FILE)})."
         )
     return {
         "trials": len(trials),
@@ -713,6 +740,6 @@ def run_tuning(tune, base):
         "objective": OBJECTIVES[tune.objective],
         "score": float(best.score),
         "values": searched_values(best.hyperparameters.values),
-        "table": os.path.join(tune.tune_dir, TABLE_FILE),
-        "best_flagfile": os.path.join(tune.tune_dir, BEST_FILE),
+        "table": fileio.join(tune.tune_dir, TABLE_FILE),
+        "best_flagfile": fileio.join(tune.tune_dir, BEST_FILE),
     }

@@ -22,17 +22,18 @@ Usage:
 - `logs/`: every PNG as a TensorBoard image summary.
 
 All files are written atomically; every flag is checked before any data is
-read.
+read. Every directory may be remote (`gs://`, or `s3://` / `hdfs://` with
+requirements-io.txt).
 """
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 from absl import flags
 
 from kskel import cli
+from kskel import fileio
 from kskel.errors import KskelError
 from kskel.evaluation import knn_eval
 from kskel.evaluation.knn_eval import check_split
@@ -93,10 +94,12 @@ class VisualizeConfig:
             (0 < self.threshold < 1, "threshold", "in (0, 1)"),
         ]
         raise_first_failure(self, checks)
+        for name in ("pretrained", "data_dir", "model_dir", "logits_from"):
+            fileio.check_scheme(getattr(self, name), name)
         _check_run_dir(self.pretrained)
         if self.logits_from:
             for name in (LOGITS, LABELS):
-                if not os.path.isfile(os.path.join(self.logits_from, name)):
+                if not fileio.isfile(fileio.join(self.logits_from, name)):
                     raise KskelError(
                         f"--logits_from={self.logits_from}: no {name} (the "
                         "--model_dir of a linear_eval or finetune run)."
@@ -106,15 +109,15 @@ class VisualizeConfig:
 
 def _check_run_dir(pretrained):
     where = f"--pretrained={pretrained}"
-    if not os.path.exists(pretrained):
+    if not fileio.exists(pretrained):
         raise KskelError(f"{where}: not found.")
-    if not os.path.isdir(pretrained):
+    if not fileio.isdir(pretrained):
         raise KskelError(
             f"{where}: a file; pass the --model_dir of a pretraining run "
             "(with config.json and checkpoints/)."
         )
-    for name in ("config.json", os.path.join("checkpoints", "checkpoint")):
-        if not os.path.exists(os.path.join(pretrained, name)):
+    for name in ("config.json", "checkpoints/checkpoint"):
+        if not fileio.exists(fileio.join(pretrained, *name.split("/"))):
             raise KskelError(
                 f"{where}: no {name}; not a kskel pretraining --model_dir "
                 "(or the run has not finished an epoch)."
@@ -154,13 +157,13 @@ def run_visualization(config):
     else:
         check_compatible(model.query, manifest, source)
     out = config.model_dir
-    os.makedirs(out, exist_ok=True)
+    fileio.makedirs(out)
     images = {"tsne": _draw_tsne(model, pretrain, manifest, config)}
     if logits is not None:
         images["confusion"] = plots.plot_confusion(
             *logits,
             manifest["class_names"],
-            os.path.join(out, "confusion.png"),
+            fileio.join(out, "confusion.png"),
         )
     scores = None
     if actclr:
@@ -169,7 +172,7 @@ def run_visualization(config):
         if manifest["has_actionlet"]:
             scores = _write_scores(model, config)
     step = int(ops.convert_to_numpy(model.epoch))
-    plots.log_images_to_tensorboard(os.path.join(out, "logs"), images, step)
+    plots.log_images_to_tensorboard(fileio.join(out, "logs"), images, step)
     return {"images": images, "scores": scores}
 
 
@@ -179,8 +182,8 @@ def _load_logits(logits_from, manifest):
         return None
     where = f"--logits_from={logits_from}"
     try:
-        logits = np.load(os.path.join(logits_from, LOGITS), allow_pickle=False)
-        labels = np.load(os.path.join(logits_from, LABELS), allow_pickle=False)
+        logits = fileio.load_array(fileio.join(logits_from, LOGITS))
+        labels = fileio.load_array(fileio.join(logits_from, LABELS))
     except (ValueError, OSError) as err:
         raise KskelError(f"{where}: unreadable .npy ({err}).") from None
     classes = manifest["num_classes"]
@@ -229,7 +232,7 @@ def _draw_tsne(model, pretrain, manifest, config):
         embedding,
         labels,
         manifest["class_names"],
-        os.path.join(config.model_dir, "tsne.png"),
+        fileio.join(config.model_dir, "tsne.png"),
         title=f"t-SNE of {pretrain.method} {pretrain.stream} features, "
         f"{len(features)} {config.split} samples "
         f"(perplexity {perplexity:.3g})",
@@ -265,7 +268,7 @@ def _draw_actionlets(model, manifest, config):
         images[name] = plots.plot_actionlet(
             skeleton,
             actionlet[i].mean(axis=1),
-            os.path.join(config.model_dir, f"{name}.png"),
+            fileio.join(config.model_dir, f"{name}.png"),
             layout=manifest["layout"],
             frame=most_displaced_frame(skeleton),
             ground_truth=None if truth is None else truth[i].mean(axis=1),
@@ -290,14 +293,13 @@ def _draw_average_motion(model, manifest, config):
         what = f"mean of {config.split!r} (the model's anchor: batch mean)"
     return plots.plot_average_motion(
         motion,
-        os.path.join(config.model_dir, "average_motion.png"),
+        fileio.join(config.model_dir, "average_motion.png"),
         layout=manifest["layout"],
         title=f"{what}, {model.stream} stream",
     )
 
 
 def _write_scores(model, config):
-    from kskel import fileio
     from kskel.evaluation.localisation import actionlet_scores
 
     scores = actionlet_scores(
@@ -308,7 +310,7 @@ def _write_scores(model, config):
         threshold=config.threshold,
     )
     scores["pretrained"] = config.pretrained
-    path = os.path.join(config.model_dir, SCORES)
+    path = fileio.join(config.model_dir, SCORES)
     with fileio.atomic_path(path) as tmp:
         with open(tmp, "w") as file:
             json.dump(scores, file, indent=2, sort_keys=True)

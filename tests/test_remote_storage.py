@@ -1,11 +1,13 @@
-"""Datasets and checkpoints through `s3://`, and clear errors for schemes.
+"""Datasets and checkpoints through `s3://`, and clear errors for schemes;
+exports, evaluation outputs and searches on TensorFlow's `ram://`.
 
-The round trip needs the optional tensorflow-io environment
+The S3 round trips need the optional tensorflow-io environment
 (`pip install -r requirements-io.txt` in its own environment, plus
 `moto[server]`); it starts moto's S3-compatible server on 127.0.0.1 and is
 skipped with a reason where either package is missing.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -225,3 +227,281 @@ def test_checkpoint_round_trip_through_s3(s3_bucket):
     assert tf.train.latest_checkpoint(
         f"{config.model_dir}/checkpoints"
     ).endswith("ckpt-2")
+
+
+# --- Exports, evaluation outputs and searches on a remote filesystem -------
+# TensorFlow's in-process `ram://` filesystem stands in for gs:// and s3://:
+# a URL reaches it only through tf.io.gfile, so a spot that still treats it
+# as a local path fails or leaves a local `ram:` directory behind.
+
+TINY = {"base_width": 4, "hidden_dim": 16}
+SAMPLE = (2, 8, 25, 3)
+
+
+@pytest.fixture
+def ram_root():
+    """A fresh `ram://` directory (the filesystem lives as long as the
+    process)."""
+    import uuid
+
+    return f"ram://kskel-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def no_local_writes(tmp_path, monkeypatch):
+    """Runs the test in an empty directory that must stay empty."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    yield
+    assert os.listdir(cwd) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    from kskel.encoders import SkeletonClassifier
+    from kskel.encoders import STGCNEncoder
+
+    network = SkeletonClassifier(STGCNEncoder(**TINY), 5)
+    network.build((None, *SAMPLE))
+    return network
+
+
+@pytest.fixture(scope="module")
+def ram_dataset():
+    """A small synthetic dataset (train, val and test splits) on ram://."""
+    from data_prep import synthetic
+
+    path = "ram://kskel-remote-dataset/data"
+    synthetic.generate_dataset(path, 80, seed=0, num_frames=SAMPLE[1])
+    return path
+
+
+def test_remote_export_serves_and_predicts(
+    tiny_classifier, ram_root, no_local_writes, rng
+):
+    import tensorflow as tf
+
+    from kskel import exporting
+    from kskel import inference
+
+    model = f"{ram_root}/model.keras"
+    fileio.save_keras_atomic(tiny_classifier, model)
+    out = f"{ram_root}/saved/model"
+    metadata = exporting.export_saved_model(model, out)
+    assert metadata["source"] == {
+        "kind": "keras",
+        "path": model,
+        "method": None,
+    }
+    x = rng.normal(size=(3, *SAMPLE)).astype("float32")
+    expected = np.asarray(tiny_classifier(x, training=False))
+    loaded = tf.saved_model.load(out)
+    outputs = loaded.signatures["serving_default"](skeleton=tf.constant(x))
+    np.testing.assert_allclose(outputs["logits"], expected, atol=1e-5)
+    assert json.loads(loaded.metadata().numpy()) == metadata
+    assert exporting.read_metadata(out) == metadata
+    # kskel.predict: the SavedModel, its input and its output all remote.
+    fileio.save_array_atomic(f"{ram_root}/x.npy", x)
+    logits = inference.run_prediction(
+        out, f"{ram_root}/x.npy", output=f"{ram_root}/logits.npy"
+    )
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    np.testing.assert_array_equal(
+        fileio.load_array(f"{ram_root}/logits.npy"), logits
+    )
+    # An object store cannot swap a directory in atomically: no replacing.
+    with pytest.raises(KskelError, match=f"^--out={out}: already exists; "):
+        exporting.export_saved_model(model, out)
+
+
+def test_failed_remote_export_copies_saved_model_pb_last_and_cleans_up(
+    tiny_classifier, ram_root, tmp_path, monkeypatch
+):
+    import tensorflow as tf
+
+    from kskel import exporting
+
+    model = str(tmp_path / "model.keras")
+    tiny_classifier.save(model)
+    out = f"{ram_root}/model"
+    tf.io.gfile.makedirs(out)  # An empty directory is a free --out.
+    copied = []
+    copy = tf.io.gfile.copy
+
+    def failing_copy(source, target, overwrite=False):
+        copied.append(target[len(out) + 1 :])
+        if target.endswith("/saved_model.pb"):
+            raise tf.errors.UnavailableError(None, None, "connection lost")
+        copy(source, target, overwrite=overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "copy", failing_copy)
+    with pytest.raises(tf.errors.UnavailableError, match="connection lost"):
+        exporting.export_saved_model(model, out)
+    # Until saved_model.pb arrives the directory is no SavedModel.
+    assert copied[-1] == "saved_model.pb"
+    assert {
+        "assets.extra/kskel.json",
+        "variables/variables.index",
+        "fingerprint.pb",
+    } <= set(copied)
+    assert fileio.listdir(out) == []  # What was copied is removed again.
+    monkeypatch.undo()
+    exporting.export_saved_model(model, out)  # So a retry goes through.
+    assert exporting.is_saved_model(out)
+
+
+@pytest.mark.skipif(_has("tensorflow_io"), reason="tensorflow-io installed")
+def test_export_cli_refuses_s3_without_the_extra(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kskel.export",
+            f"--model={tmp_path / 'model.keras'}",
+            "--out=s3://bucket/saved/model",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root},
+        timeout=120,
+    )
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert errors == [
+        "error: --out=s3://bucket/saved/model: s3:// needs the optional "
+        "tensorflow-io install: pip install -r requirements-io.txt (a "
+        "separate environment, see README)."
+    ]
+    assert os.listdir(tmp_path) == []
+
+
+def test_evaluation_outputs_on_a_remote_model_dir(
+    ram_dataset, ram_root, no_local_writes
+):
+    from kskel.data import schema
+    from kskel.encoders import SkeletonClassifier
+    from kskel.encoders import STGCNEncoder
+    from kskel.evaluation import plots
+    from kskel.evaluation.fusion import fuse_runs
+    from kskel.evaluation.knn import topk_accuracy
+    from kskel.evaluation.knn_eval import KnnConfig
+    from kskel.evaluation.knn_eval import run_knn
+    from kskel.layers.projection_head import ProjectionHead
+
+    # A pretraining --model_dir as far as evaluation reads it.
+    run = f"{ram_root}/pretrain"
+    network = SkeletonClassifier(STGCNEncoder(**TINY), ProjectionHead(16, 8))
+    network.build((None, *SAMPLE))
+    fileio.save_keras_atomic(network, f"{run}/query_network.keras")
+    with fileio.atomic_path(f"{run}/config.json") as tmp:
+        with open(tmp, "w") as file:
+            json.dump({"method": "aimclr"}, file)
+    out = f"{ram_root}/knn"
+    config = KnnConfig(
+        pretrained=run, data_dir=ram_dataset, model_dir=out, k=5, **TINY
+    )
+    results = run_knn(config)
+    with fileio.open_file(f"{out}/results.json") as file:
+        assert json.load(file) == results
+    assert results["method"] == "aimclr"  # From the remote config.json.
+    assert results["checkpoint"] == f"{run}/query_network.keras"
+    classes = schema.load_manifest(ram_dataset)["class_names"]
+    logits = fileio.load_array(f"{out}/test_logits.npy")
+    labels = fileio.load_array(f"{out}/test_labels.npy")
+    assert logits.shape == (results["num_samples"], len(classes))
+    assert results["top1"] == topk_accuracy(logits, labels, 1)
+
+    fused_dir = f"{ram_root}/fused"
+    fused = fuse_runs([out, out], [1.0, 0.5], fused_dir)
+    np.testing.assert_allclose(
+        fileio.load_array(f"{fused_dir}/test_logits.npy"), 1.5 * logits
+    )
+    with fileio.open_file(f"{fused_dir}/results.json") as file:
+        assert json.load(file) == fused
+    assert fused["top1"] == results["top1"]  # Same ranking.
+
+    png = plots.plot_confusion(logits, labels, classes, f"{out}/confusion.png")
+    with fileio.open_file(png, "rb") as file:
+        assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    plots.log_images_to_tensorboard(f"{out}/logs", {"confusion": png}, 1)
+    assert any(n.startswith("events.") for n in fileio.listdir(f"{out}/logs"))
+
+
+def test_tuning_on_a_remote_tune_dir(
+    ram_dataset, ram_root, no_local_writes, monkeypatch
+):
+    """A Hyperband search with a stand-in for pretraining that counts its
+    epochs in the run directory, as a checkpoint would."""
+    from kskel import pretraining
+    from kskel import tuning
+    from kskel.pretraining import PretrainConfig
+    from kskel.tuning import TuneConfig
+
+    calls = []
+
+    def fake_pretraining(config, callbacks=()):
+        del callbacks
+        run = config.model_dir
+        trial = run.rsplit("/", 1)[1]
+        progress = f"{run}/progress.json"
+        done = 0
+        if fileio.exists(progress):
+            with fileio.open_file(progress) as file:
+                done = json.load(file)["epochs"]
+        found = sorted(fileio.listdir(run)) if fileio.exists(run) else []
+        calls.append((trial, done, config.epochs, found))
+        for name, text in (
+            ("logs/events", "x"),
+            ("checkpoints/checkpoint", ""),
+        ):
+            with fileio.atomic_path(f"{run}/{name}") as tmp:
+                with open(tmp, "w") as file:
+                    file.write(text)
+        with fileio.atomic_path(progress) as tmp:
+            with open(tmp, "w") as file:
+                json.dump({"epochs": config.epochs}, file)
+        score = 1.0 - abs(config.temperature - 0.2) + 0.01 * config.epochs
+        return {"history": {"val_knn_top1": [score]}, "epochs": config.epochs}
+
+    monkeypatch.setattr(pretraining, "run_pretraining", fake_pretraining)
+    base = PretrainConfig(
+        data_dir=ram_dataset,
+        model_dir=f"{ram_root}/final",
+        epochs=3,
+        batch_size=4,
+        queue_size=8,
+        feature_dim=8,
+        verbose=0,
+        **TINY,
+    )
+    tune = TuneConfig(
+        tune_dir=f"{ram_root}/tune",
+        search="temperature:float:0.05:0.5:log",
+        tuner="hyperband",
+        max_trials=4,
+    )
+    result = tuning.run_tuning(tune, base)
+    # Hyperband (3 epochs, factor 3): three 1-epoch trials, then the best
+    # promoted: trial 3 resumes from a copy of its run, logs left out.
+    assert [c[:3] for c in calls] == [
+        ("0", 0, 1),
+        ("1", 0, 1),
+        ("2", 0, 1),
+        ("3", 1, 3),
+    ]
+    assert calls[3][3] == ["checkpoints", "progress.json"]
+    assert result["best_trial"] == "3"
+    assert result["table"] == f"{tune.tune_dir}/trials.md"
+    with fileio.open_file(result["table"]) as file:
+        rows = [ln for ln in file.read().splitlines() if ln.startswith("| ")]
+    assert len(rows) == 5  # Header and four trials.
+    with fileio.open_file(result["best_flagfile"]) as file:
+        best = file.read()
+    temperature = result["values"]["temperature"]
+    assert f"\n--temperature={temperature!r}\n" in best
+    assert f"\n--model_dir={ram_root}/final_best\n" in best
+    assert "copy it first" in best
+    # (Resuming is not tried here: ram:// appends when a file is opened
+    # for writing again, which KerasTuner does with its trial records.)

@@ -207,11 +207,11 @@ class TestEvaluation(keras.callbacks.Callback):
 
 def pretraining_settings(pretrained):
     """The `config.json` of a pretraining `--model_dir`, else `{}`."""
-    path = os.path.join(pretrained, "config.json") if pretrained else ""
-    if not path or not os.path.isfile(path):
+    path = fileio.join(pretrained, "config.json") if pretrained else ""
+    if not path or not fileio.isfile(path):
         return {}
     try:
-        with open(path) as file:
+        with fileio.open_file(path) as file:
             settings = json.load(file)
     except ValueError as err:
         raise KskelError(f"{path}: not JSON ({err}).") from None
@@ -447,14 +447,14 @@ def run_finetune(config):
     if pretraining_data:
         results["pretraining_dataset"] = pretraining_data
     out = config.model_dir
-    os.makedirs(out, exist_ok=True)
-    fileio.save_array_atomic(os.path.join(out, LOGITS_NAME), evaluation.logits)
+    fileio.makedirs(out)
+    fileio.save_array_atomic(fileio.join(out, LOGITS_NAME), evaluation.logits)
     fileio.save_array_atomic(
-        os.path.join(out, LABELS_NAME), test_labels.astype(np.int32)
+        fileio.join(out, LABELS_NAME), test_labels.astype(np.int32)
     )
     fileio.save_keras_atomic(
         portable(classifier, schema.sample_shape(manifest)),
-        os.path.join(out, CLASSIFIER_NAME),
+        fileio.join(out, CLASSIFIER_NAME),
     )
     results_lib.write_results(out, results)
     return results

@@ -21,10 +21,9 @@ kskel run provides its final epoch's `test_logits.npy`.
 
 Any run directory holding `test_logits.npy` and `test_labels.npy` can be
 fused (fine-tuning, linear evaluation, an earlier fusion), as long as all
-were scored on the same test split in the same order.
+were scored on the same test split in the same order. Run and output
+directories may be remote (`kskel.fileio`).
 """
-
-import os
 
 import numpy as np
 
@@ -47,17 +46,19 @@ def load_run(run_dir):
     """
     import json
 
-    if not os.path.isdir(run_dir):
+    from kskel import fileio
+
+    if not fileio.isdir(run_dir):
         raise KskelError(f"--runs: {run_dir}: no such run directory.")
     arrays = []
     for name in (LOGITS_NAME, LABELS_NAME):
-        path = os.path.join(run_dir, name)
-        if not os.path.exists(path):
+        path = fileio.join(run_dir, name)
+        if not fileio.exists(path):
             raise KskelError(
                 f"--runs: {run_dir}: no {name} (did its evaluation finish?)."
             )
         try:
-            arrays.append(np.load(path, allow_pickle=False))
+            arrays.append(fileio.load_array(path))
         except (ValueError, OSError, EOFError) as err:
             raise KskelError(f"--runs: {path}: unreadable ({err}).") from None
     logits, labels = arrays
@@ -67,10 +68,10 @@ def load_run(run_dir):
             f"{LABELS_NAME} {labels.shape} are not (N, classes) and (N,)."
         )
     results = {}
-    path = os.path.join(run_dir, "results.json")
-    if os.path.exists(path):
+    path = fileio.join(run_dir, "results.json")
+    if fileio.exists(path):
         try:
-            with open(path) as file:
+            with fileio.open_file(path) as file:
                 results = json.load(file)
         except ValueError as err:
             raise KskelError(f"--runs: {path}: not JSON ({err}).") from None
@@ -200,10 +201,10 @@ def fuse_runs(run_dirs, weights=None, model_dir=None, flags=None):
         ),
     }
     if model_dir:
-        os.makedirs(model_dir, exist_ok=True)
-        fileio.save_array_atomic(os.path.join(model_dir, LOGITS_NAME), fused)
+        fileio.makedirs(model_dir)
+        fileio.save_array_atomic(fileio.join(model_dir, LOGITS_NAME), fused)
         fileio.save_array_atomic(
-            os.path.join(model_dir, LABELS_NAME), first_labels
+            fileio.join(model_dir, LABELS_NAME), first_labels
         )
         write_results(model_dir, results)
     return results

@@ -16,7 +16,6 @@ writing `test_logits.npy`, `test_labels.npy` and `results.json`.
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 
@@ -189,11 +188,11 @@ def method_of(config):
     if config.random_init:
         return "random_init"
     directory = config.pretrained
-    if not os.path.isdir(directory):
-        directory = os.path.dirname(os.path.abspath(directory))
-    path = os.path.join(directory, "config.json")
-    if os.path.exists(path):
-        with open(path) as file:
+    if not fileio.isdir(directory):
+        directory = fileio.parent(directory)
+    path = fileio.join(directory, "config.json")
+    if fileio.exists(path):
+        with fileio.open_file(path) as file:
             return json.load(file).get("method", "unknown")
     return "unknown"
 
@@ -222,15 +221,14 @@ def save_outputs(model_dir, logits, labels, results):
 
     `results.json` comes last: when it exists, the run is complete.
     """
-    from kskel import fileio
     from kskel.evaluation.results import write_results
 
-    os.makedirs(model_dir, exist_ok=True)
+    fileio.makedirs(model_dir)
     fileio.save_array_atomic(
-        os.path.join(model_dir, TEST_LOGITS), np.asarray(logits, np.float32)
+        fileio.join(model_dir, TEST_LOGITS), np.asarray(logits, np.float32)
     )
     fileio.save_array_atomic(
-        os.path.join(model_dir, TEST_LABELS), np.asarray(labels, np.int32)
+        fileio.join(model_dir, TEST_LABELS), np.asarray(labels, np.int32)
     )
     write_results(model_dir, results)
 

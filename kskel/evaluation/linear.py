@@ -29,7 +29,6 @@ official linear-evaluation checkpoint) evaluates its own head instead.
 """
 
 import dataclasses
-import os
 
 import numpy as np
 
@@ -314,13 +313,13 @@ def run_linear_eval(config):
             "history": history,
         }
     )
-    classifier_path = os.path.join(config.model_dir, CLASSIFIER)
+    classifier_path = fileio.join(config.model_dir, CLASSIFIER)
     if head is not None:
         classifier = SkeletonClassifier(network.encoder, head)
         classifier.build((None, *schema.sample_shape(manifest)))
         fileio.save_keras_atomic(classifier, classifier_path)
-    elif os.path.exists(classifier_path):
+    else:
         # A classifier of an earlier run would not match these results.
-        os.remove(classifier_path)
+        fileio.remove(classifier_path)
     knn_eval.save_outputs(config.model_dir, logits, labels, results)
     return results
