@@ -2,14 +2,19 @@
 
 Usage:
     python -m kskel.demo [--out_dir demo_out] [--reference_dir DIR]
+        [--phases=CFG,CFG] [--epochs N]
 
-1. Generates the synthetic NTU-25 dataset, pretrains SkeletonCLR on it with
-   `configs/skeletonclr_demo.cfg` (CPU, minutes) and compares the KNN and
-   linear-evaluation top-1 of the pretrained encoder with a randomly
-   initialised one (batch-norm statistics from the data) on the test
-   split; exports the pretrained linear classifier as a SavedModel
-   (`OUT_DIR/saved_model`) and scores the test split through its serving
-   signature.
+1. Generates the synthetic NTU-25 dataset and pretrains in two phases as
+   the official ActCLR does (FACTS §7.1): a MoCo phase
+   (`configs/skeletonclr_demo.cfg`; the official phase 1 is AimCLR, 300
+   epochs), then ActCLR (`configs/actclr_demo.cfg`) with both encoders
+   initialised from phase 1's query network and the queue filled with its
+   keys (`--queue_init=keys`). CPU, minutes. Prints the KNN top-1 after
+   each phase, then compares the KNN and linear-evaluation top-1 of the
+   final encoder with a randomly initialised one (batch-norm statistics
+   from the data) on the test split; exports the final linear classifier
+   as a SavedModel (`OUT_DIR/saved_model`) and scores the test split
+   through its serving signature.
 2. When the official checkpoints are at `--reference_dir` (default
    `../shared/reference` or `KSKEL_REFERENCE_DIR`), converts them to
    `.keras` and prints how far their logits are from the official ones.
@@ -37,11 +42,14 @@ _REFERENCE_DIR = flags.DEFINE_string(
 _OUT_DIR = flags.DEFINE_string(
     "out_dir", "demo_out", "Where the data, runs and converted models go."
 )
-_CONFIG = flags.DEFINE_string(
-    "config", "configs/skeletonclr_demo.cfg", "Pretraining flag file."
+_PHASES = flags.DEFINE_list(
+    "phases",
+    ["configs/skeletonclr_demo.cfg", "configs/actclr_demo.cfg"],
+    "Pretraining flag files, run in order; each phase after the first "
+    "starts from the previous one's query network (--init_from).",
 )
 _EPOCHS = flags.DEFINE_integer(
-    "epochs", None, "Override the flag file's epochs.", lower_bound=1
+    "epochs", None, "Override every phase's epochs.", lower_bound=1
 )
 
 
@@ -118,23 +126,63 @@ def evaluate(pretrained, data_dir, out_dir, stream, encoder):
     }
 
 
-def run_synthetic_demo(config_path, out_dir, epochs=None):
-    """Pretrains on the synthetic data; returns top-1 per protocol."""
+def pretrain_phases(config_paths, out_dir, epochs=None):
+    """Runs the pretraining phases; returns the configs and KNN top-1s.
+
+    Phase i writes `out_dir/pretrain_<i>_<method>`; each phase after the
+    first gets `--init_from` the previous run's query network.
+    """
+    from kskel.evaluation.knn_eval import KnnConfig
+    from kskel.evaluation.knn_eval import run_knn
     from kskel.flag_config import config_from_flagfile
     from kskel.pretraining import PretrainConfig
     from kskel.pretraining import run_pretraining
 
+    if not config_paths:
+        raise KskelError("--phases: give at least one pretraining flag file.")
     out_dir = pathlib.Path(out_dir)
-    overrides = {
-        "data_dir": str(out_dir / "synthetic"),
-        "model_dir": str(out_dir / "pretrain"),
-    }
-    if epochs:
-        overrides["epochs"] = epochs
-    config = config_from_flagfile(PretrainConfig, config_path, **overrides)
-    result = run_pretraining(config)
+    configs, knn, init_from = [], [], ""
+    for index, path in enumerate(config_paths, 1):
+        method = config_from_flagfile(PretrainConfig, path).method
+        overrides = {
+            "data_dir": str(out_dir / "synthetic"),
+            "model_dir": str(out_dir / f"pretrain_{index}_{method}"),
+        }
+        if init_from:
+            overrides["init_from"] = init_from
+        if epochs:
+            overrides["epochs"] = epochs
+        config = config_from_flagfile(PretrainConfig, path, **overrides)
+        result = run_pretraining(config)
+        init_from = str(pathlib.Path(config.model_dir) / "query_network.keras")
+        top1 = run_knn(
+            config_from_flagfile(
+                KnnConfig,
+                "configs/knn_demo.cfg",
+                pretrained=config.model_dir,
+                data_dir=config.data_dir,
+                stream=config.stream,
+                model_dir=str(pathlib.Path(config.model_dir) / "knn"),
+                features="encoder",
+            )
+        )["top1"]
+        print(
+            f"phase {index}: {config.method}, {result['epochs']} epochs, "
+            f"KNN top-1 {top1:.1%} ({config.model_dir})"
+        )
+        configs.append(config)
+        knn.append(top1)
+    return configs, knn
+
+
+def run_synthetic_demo(config_paths, out_dir, epochs=None):
+    """Pretrains on the synthetic data; returns top-1 per protocol."""
+    out_dir = pathlib.Path(out_dir)
+    configs, phase_knn = pretrain_phases(config_paths, out_dir, epochs)
+    config = configs[-1]
     encoder = {"base_width": config.base_width, "hidden_dim": config.hidden_dim}
     accuracy = {
+        "phases_knn": phase_knn,
         "pretrained": evaluate(
             config.model_dir,
             config.data_dir,
@@ -150,10 +198,8 @@ def run_synthetic_demo(config_path, out_dir, epochs=None):
             encoder,
         ),
     }
-    print(
-        f"{config.method} on the synthetic dataset, {result['epochs']} "
-        "epochs (chance 6.2%):"
-    )
+    methods = " -> ".join(c.method for c in configs)
+    print(f"{methods} on the synthetic dataset (chance 6.2%):")
     for protocol in ("knn", "linear"):
         print(
             f"  {protocol:>6} top-1: "
@@ -172,7 +218,7 @@ def run_synthetic_demo(config_path, out_dir, epochs=None):
         "test split through its serving_default signature"
     )
     print(
-        f"  written: {config.model_dir} (checkpoints, logs, "
+        f"  written: {out_dir}/pretrain_*/ (checkpoints, logs, "
         f"query_network.keras), {out_dir}/eval_*/ (results.json, "
         f"linear_eval/classifier.keras), {saved_model} (SavedModel)"
     )
@@ -194,7 +240,7 @@ def export_and_score(classifier, out, data_dir, stream):
 
 def main(argv):
     del argv
-    run_synthetic_demo(_CONFIG.value, _OUT_DIR.value, _EPOCHS.value)
+    run_synthetic_demo(_PHASES.value, _OUT_DIR.value, _EPOCHS.value)
     if (pathlib.Path(_REFERENCE_DIR.value) / "checkpoints").is_dir():
         run_reference_demo(_REFERENCE_DIR.value, _OUT_DIR.value)
     else:

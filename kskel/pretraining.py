@@ -17,6 +17,7 @@ from kskel.errors import KskelError
 METHODS = ("skeletonclr", "aimclr", "actclr")
 STRATEGIES = ("default", "mirrored", "multiworker")
 STREAMS = ("joint", "motion", "bone")
+QUEUE_INITS = ("random", "keys")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -107,6 +108,13 @@ class PretrainConfig:
     init_from: str = _field(
         "", "Initialise both encoders from a .keras query network."
     )
+    queue_init: str = _field(
+        "random",
+        "Queue at the start of a run: 'random' unit vectors (official) or "
+        "'keys', the key network's projections of training samples (eval "
+        "mode, unaugmented), so that a short run or a phase started with "
+        "--init_from does not first contrast against noise.",
+    )
     resume: bool = _field(True, "Continue from the latest checkpoint.")
     keep_checkpoints: int = _field(3, "Checkpoints to keep.")
     seed: int = _field(0, "Seed of data order, augmentation and init.")
@@ -154,6 +162,11 @@ class PretrainConfig:
                 self.key_init in ("independent", "copy"),
                 "key_init",
                 "'independent' or 'copy'",
+            ),
+            (
+                self.queue_init in QUEUE_INITS,
+                "queue_init",
+                f"one of {QUEUE_INITS}",
             ),
             (self.topk >= 1, "topk", ">= 1"),
             (self.actclr_topk >= 1, "actclr_topk", ">= 1"),
@@ -321,6 +334,29 @@ def views_for_epoch(config, epoch, layout):
             "strong_aug_method": config.strong_aug_method,
         }
     return views.get_views_fn("actclr", config.stream, layout, **options)
+
+
+def initial_queue_keys(config, key_network):
+    """Keys for `--queue_init=keys`: projections of training samples.
+
+    The key network in inference mode on the unaugmented training split,
+    shuffled with the run's seed and cut to the queue size (a split smaller
+    than the queue fills it by repetition in `MoCo.fill_queue`).
+    """
+    import numpy as np
+
+    from kskel.evaluation import features
+
+    keys, _ = features.extract(
+        key_network,
+        config.data_dir,
+        config.train_split,
+        stream=config.stream,
+        batch_size=config.batch_size,
+        projection=True,
+    )
+    order = np.random.default_rng(config.seed).permutation(len(keys))
+    return keys[order[: config.queue_size]]
 
 
 def ensure_dataset(config):
@@ -532,6 +568,8 @@ def _pretrain(config, callbacks, strategy, write_dir):
             initialise_from(model, config.init_from)
         if config.method == "actclr" and config.actclr_anchor == "dataset_mean":
             model.set_average_motion(training_average_motion(config, layout))
+        if config.queue_init == "keys":
+            model.fill_queue(initial_queue_keys(config, model.key))
 
     logdir = fileio.join(write_dir, "logs")
     callbacks = [

@@ -64,6 +64,7 @@ def _config(data_dir, model_dir, **overrides):
         ({"epochs": 0}, "--epochs"),
         ({"init_from": "/nonexistent.keras"}, "--init_from"),
         ({"lr_milestones": (0,)}, "--lr_milestones"),
+        ({"queue_init": "warm"}, "--queue_init"),
     ],
 )
 def test_bad_flags_are_named(tmp_path, overrides, flag):
@@ -169,6 +170,31 @@ def test_init_from_copies_query_network_into_both_encoders(data_dir, tmp_path):
         KskelError, match="--init_from=.*architectures differ|shape"
     ):
         initialise_from(build_model(wrong, (2, 16, 25, 3)), path)
+
+
+def test_queue_init_keys_starts_from_key_projections(data_dir, tmp_path):
+    from kskel.evaluation import features
+    from kskel.pretraining import build_model
+    from kskel.pretraining import initial_queue_keys
+
+    config = _config(data_dir, tmp_path / "run", queue_init="keys")
+    model = build_model(config, (2, 16, 25, 3))
+    keys = initial_queue_keys(config, model.key)
+    projections, _ = features.extract(
+        model.key, data_dir, "train", projection=True
+    )
+    # The 16 training samples in a seeded order: every one exactly once.
+    assert keys.shape == (16, 8)
+    np.testing.assert_allclose(
+        np.sort(keys, axis=0), np.sort(projections, axis=0), rtol=1e-5
+    )
+    model.fill_queue(keys)
+    queue = np.asarray(model.queue)
+    np.testing.assert_allclose(
+        queue * np.linalg.norm(keys, axis=1, keepdims=True), keys, atol=1e-5
+    )
+    result = run_pretraining(dataclasses.replace(config, epochs=1))
+    assert np.isfinite(result["history"]["loss"]).all()
 
 
 def test_cli_flagfile_and_one_line_errors(data_dir, tmp_path):

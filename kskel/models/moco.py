@@ -19,6 +19,7 @@ float32 (see `MoCo`).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from kskel.encoders import SkeletonClassifier
@@ -201,6 +202,31 @@ class MoCo(keras.Model):
         return ops.stop_gradient(
             losses.l2_normalize(float32(self.key(views, training=training)))
         )
+
+    def fill_queue(self, keys):
+        """Replaces the random initial queue by `keys` and resets the pointer.
+
+        For `--queue_init=keys`: with the key network's features of
+        training samples in the queue, the first steps contrast against
+        real samples instead of random vectors (see `pretraining`).
+
+        Args:
+            keys: (n, feature_dim) array, n >= 1; rows are L2-normalised and
+                repeated when n < queue_size, the first queue_size are used.
+        """
+        keys = np.asarray(keys, np.float32)
+        if keys.ndim != 2 or keys.shape[1] != self.feature_dim or not len(keys):
+            raise KskelError(
+                f"fill_queue: expected keys of shape (n, {self.feature_dim}), "
+                f"got {keys.shape}."
+            )
+        if not np.isfinite(keys).all():
+            raise KskelError("fill_queue: the keys are not finite.")
+        repeats = -(-self.queue_size // len(keys))
+        keys = np.tile(keys, (repeats, 1))[: self.queue_size]
+        norms = np.linalg.norm(keys, axis=1, keepdims=True)
+        self.queue.assign(keys / np.maximum(norms, 1e-12))
+        self.queue_ptr.assign(ops.zeros_like(self.queue_ptr))
 
     def enqueue(self, keys):
         """Writes `keys` (the global batch) at the pointer and advances it."""

@@ -67,6 +67,24 @@ def test_queue_starts_normalised_and_keys_wrap_around(rng):
     np.testing.assert_array_equal(queue[6:], second[:2])
 
 
+def test_fill_queue_normalises_repeats_and_resets_the_pointer(rng):
+    model = _model()
+    model.enqueue(rng.normal(size=(3, 8)).astype("float32"))
+    keys = rng.normal(size=(3, 8)).astype("float32")
+    model.fill_queue(keys)
+    unit = keys / np.linalg.norm(keys, axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        np.asarray(model.queue),
+        np.concatenate([unit, unit, unit[:2]]),
+        rtol=1e-6,
+    )
+    assert int(model.queue_ptr) == 0
+    with pytest.raises(KskelError, match=r"shape \(n, 8\)"):
+        model.fill_queue(keys[:, :4])
+    with pytest.raises(KskelError, match="not finite"):
+        model.fill_queue(np.full((2, 8), np.nan))
+
+
 def test_train_step_updates_key_by_ema_only(rng):
     model = _model(momentum=0.9, key_init="independent")
     query_before = [np.asarray(q) for _, q in model._ema_pairs]
