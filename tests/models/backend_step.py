@@ -54,14 +54,10 @@ def build(method):
         input_shape=VIEW,
         **METHODS[method],
     )
-    # As pretraining on JAX (a jitted step) and PyTorch (eager). TensorFlow
-    # runs the same ops eagerly: tracing the six small graphs took longer
-    # than everything else here, and the graph-mode step has its own tests
-    # (tests/test_pretraining.py, tests/models/test_mirrored.py).
+    # As pretraining: a TensorFlow graph, a jitted JAX step, eager PyTorch.
     model.compile(
         optimizer=TorchSGD(0.1, momentum=0.9, l2=1e-4),
         jit_compile=keras.backend.backend() == "jax",
-        run_eagerly=keras.backend.backend() == "tensorflow",
     )
     keras.utils.set_random_seed(0)
     return model
