@@ -80,6 +80,13 @@ class LinearEvalConfig:
     drop_last: bool = _field(
         True, "Drop the last incomplete batch of an epoch (official)."
     )
+    standardize_features: bool = _field(
+        False,
+        "Train the head on features standardised with the training "
+        "split's per-dimension mean and standard deviation (a probe with a "
+        "non-affine batch norm, as MAE's), folded into the saved head. Not "
+        "official: raw-feature SGD partly measures feature scale.",
+    )
     eval_interval: int = _field(
         5, "Evaluate on the test split every this many epochs (and last)."
     )
@@ -220,6 +227,32 @@ def fit_linear_head(config, train, test, num_classes, head=None):
     return head, logits, history
 
 
+def feature_standardisation(features):
+    """`(mean, scale)` per dimension of (N, D) training features.
+
+    A dimension that never varies keeps scale 1 (its standardised value is
+    0 either way).
+    """
+    features = np.asarray(features, np.float64)
+    std = features.std(axis=0)
+    return features.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def fold_standardisation(head, mean, scale):
+    """Rewrites a Dense `head` trained on `(x - mean) / scale` to take x.
+
+    `W' = W / scale`, `b' = b - (mean / scale) W`: the same logits on raw
+    features, so the saved classifier needs no extra layer.
+    """
+    kernel, bias = (np.asarray(w, np.float64) for w in head.get_weights())
+    head.set_weights(
+        [
+            (kernel / scale[:, None]).astype(np.float32),
+            (bias - (mean / scale) @ kernel).astype(np.float32),
+        ]
+    )
+
+
 def _own_head_logits(config, network, manifest):
     """Test logits of a classifier `--pretrained` through its own head."""
     from kskel.evaluation import features
@@ -265,9 +298,17 @@ def _train_head(config, network, manifest):
 
     train = extract(config.train_split)
     test = extract(config.test_split)
+    if config.standardize_features:
+        mean, scale = feature_standardisation(train[0])
+        train, test = (
+            (((x - mean) / scale).astype(np.float32), y)
+            for x, y in (train, test)
+        )
     head, logits, history = fit_linear_head(
         config, train, test, manifest["num_classes"]
     )
+    if config.standardize_features:
+        fold_standardisation(head, mean, scale)
     return head, logits, test[1], history
 
 

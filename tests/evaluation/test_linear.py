@@ -131,6 +131,45 @@ def test_classifier_reproduces_logits_with_frozen_encoder(
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+def test_folded_standardisation_gives_the_same_logits(rng):
+    from kskel.evaluation.linear import feature_standardisation
+    from kskel.evaluation.linear import fold_standardisation
+
+    x = rng.normal(3.0, 0.01, size=(50, 6)).astype("float32")
+    x[:, 2] = 5.0  # A dimension that never varies.
+    mean, scale = feature_standardisation(x)
+    assert scale[2] == 1.0
+    standardised = (x - mean) / scale
+    np.testing.assert_allclose(standardised.std(0)[[0, 1, 3]], 1, rtol=1e-4)
+    head = keras.layers.Dense(4)
+    head.build((None, 6))
+    head.set_weights([rng.normal(size=(6, 4)), rng.normal(size=4)])
+    expected = np.asarray(head(standardised.astype("float32")))
+    fold_standardisation(head, mean, scale)
+    np.testing.assert_allclose(np.asarray(head(x)), expected, atol=1e-3)
+
+
+def test_standardised_probe_saves_a_classifier_on_raw_inputs(
+    data_dir, query_network, tmp_path
+):
+    config = _config(
+        data_dir,
+        tmp_path / "std",
+        pretrained=query_network,
+        standardize_features=True,
+    )
+    results = run_linear_eval(config)
+    assert results["flags"]["standardize_features"] is True
+    classifier = load_model(tmp_path / "std" / "classifier.keras")
+    assert classifier.is_classifier
+    x, y = _test_split(data_dir)
+    logits = predict(classifier, x, batch_size=16)
+    expected = np.load(tmp_path / "std" / "test_logits.npy")
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-3 * scale)
+    assert np.mean(logits.argmax(1) == y) == results["top1"]
+
+
 def test_own_head_with_zero_epochs(trained, data_dir, tmp_path):
     results, out = trained
     config = _config(
