@@ -102,3 +102,32 @@ def test_query_network_saved_on_jax_loads_on_tensorflow_and_torch(runs):
     assert on_torch.shape == features.shape == (3, 16)
     scale = np.abs(features).max()
     assert np.abs(on_torch - features).max() <= 1e-5 * scale
+
+
+def test_whole_model_checkpoint_saved_on_torch_restores_on_tensorflow(runs):
+    from kskel.pretraining import restore_model
+
+    assert keras.backend.backend() == "tensorflow"
+    model, config = restore_model(str(runs / "torch"))
+    assert config.queue_size == 32
+    with np.load(runs / "torch" / "checkpoints" / "ckpt-1.npz") as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    # Both networks, batch-norm statistics, queue and pointer: every saved
+    # value is in the TensorFlow model, in order (seed states have
+    # backend-specific dtypes and are left out).
+    variables = model.variables
+    assert len(variables) == sum(
+        k.startswith("model_variables/") for k in arrays
+    )
+    compared = 0
+    for i, variable in enumerate(variables):
+        if "seed_generator" in variable.path:
+            continue
+        np.testing.assert_array_equal(
+            np.asarray(variable.numpy()), arrays[f"model_variables/{i}"]
+        )
+        compared += 1
+    assert compared > 100
+    queue = np.asarray(model.queue)
+    np.testing.assert_allclose(np.linalg.norm(queue, axis=1), 1, rtol=1e-5)
+    assert int(np.asarray(model.queue_ptr)) == (2 * 8) % 32

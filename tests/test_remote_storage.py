@@ -229,6 +229,29 @@ def test_checkpoint_round_trip_through_s3(s3_bucket):
     ).endswith("ckpt-2")
 
 
+def test_export_round_trip_through_s3(s3_bucket, tmp_path, rng):
+    import tensorflow as tf
+
+    from kskel import exporting
+    from kskel.encoders import SkeletonClassifier
+    from kskel.encoders import STGCNEncoder
+
+    network = SkeletonClassifier(STGCNEncoder(base_width=4, hidden_dim=16), 5)
+    network.build((None, 2, 8, 25, 3))
+    model = str(tmp_path / "model.keras")
+    fileio.save_keras_atomic(network, model)
+    out = f"{s3_bucket}/export/model"
+    exporting.export_saved_model(model, out)
+    x = rng.normal(size=(2, 2, 8, 25, 3)).astype("float32")
+    served = tf.saved_model.load(out).signatures["serving_default"](
+        skeleton=tf.constant(x)
+    )
+    np.testing.assert_allclose(
+        served["logits"], np.asarray(network(x, training=False)), atol=1e-5
+    )
+    assert exporting.read_metadata(out)["source"]["kind"] == "keras"
+
+
 # --- Exports, evaluation outputs and searches on a remote filesystem -------
 # TensorFlow's in-process `ram://` filesystem stands in for gs:// and s3://:
 # a URL reaches it only through tf.io.gfile, so a spot that still treats it
