@@ -17,41 +17,15 @@ import re
 import numpy as np
 
 from kskel import fileio
+from kskel.checkpointing import CheckpointManager
 from kskel.errors import KskelError
 
 _NAME = re.compile(r"^ckpt-(\d+)\.npz$")
 
 
-class ArrayCheckpointManager:
-    """Saves and restores model and optimizer variables as `.npz` files.
-
-    Args:
-        directory: where `ckpt-<n>.npz` files are restored from.
-        model_variables: list of Keras variables (every model variable:
-            weights, batch-norm statistics, queue, epoch, seed states).
-        optimizer_variables: list of Keras variables, or empty.
-        completed: a variable holding the completed epochs (`assign`,
-            `numpy`), or None.
-        max_to_keep: int, checkpoints kept.
-        save_directory: where `save` writes (and keeps `max_to_keep`);
-            defaults to `directory`.
-    """
-
-    def __init__(
-        self,
-        directory,
-        model_variables,
-        optimizer_variables=(),
-        completed=None,
-        max_to_keep=3,
-        save_directory=None,
-    ):
-        self.directory = os.fspath(directory)
-        self.save_directory = os.fspath(save_directory or directory)
-        self.model_variables = list(model_variables)
-        self.optimizer_variables = list(optimizer_variables)
-        self.completed = completed
-        self.max_to_keep = int(max_to_keep)
+class ArrayCheckpointManager(CheckpointManager):
+    """Saves and restores model and optimizer variables as `.npz` files
+    (arguments as `kskel.checkpointing.CheckpointManager`)."""
 
     def checkpoints(self, directory=None):
         """Paths of the checkpoints in `directory` (default: the one

@@ -20,7 +20,6 @@ import os
 
 import keras
 
-from kskel.array_checkpoint import ArrayCheckpointManager
 from kskel.errors import KskelError
 
 TENSORFLOW = "tensorflow"
@@ -51,6 +50,8 @@ def make_checkpoint_manager(
         file_format: `TENSORFLOW` or `ARRAYS`; defaults to the current
             backend's (`backend_format()`).
     """
+    from kskel.array_checkpoint import ArrayCheckpointManager
+
     file_format = file_format or backend_format()
     if file_format == TENSORFLOW:
         manager = TFCheckpointManager
@@ -78,6 +79,8 @@ def saved_format(directory):
     Raises:
         KskelError: no checkpoint, or a TensorFlow one off TensorFlow.
     """
+    from kskel.array_checkpoint import ArrayCheckpointManager
+
     if ArrayCheckpointManager(directory, []).latest_checkpoint:
         return ARRAYS
     import tensorflow as tf
@@ -93,15 +96,17 @@ def saved_format(directory):
     return TENSORFLOW
 
 
-class TFCheckpointManager:
-    """`tf.train.CheckpointManager` of the flat variable lists.
+class CheckpointManager:
+    """What both formats share: the variable lists and the directories.
 
-    Args (as `ArrayCheckpointManager`):
+    Args:
         directory: where checkpoints are restored from.
-        model_variables: list of Keras variables.
+        model_variables: list of Keras variables (every model variable:
+            weights, batch-norm statistics, queue, epoch, seed states).
         optimizer_variables: list of Keras variables, or empty.
-        completed: a `tf.Variable` of the completed epochs, or None.
-        max_to_keep: int, checkpoints kept.
+        completed: a variable of the completed epochs (`assign`, `numpy`),
+            or None.
+        max_to_keep: int, checkpoints kept in `save_directory`.
         save_directory: where `save` writes; defaults to `directory`.
     """
 
@@ -114,18 +119,43 @@ class TFCheckpointManager:
         max_to_keep=3,
         save_directory=None,
     ):
-        import tensorflow as tf
-
         self.directory = os.fspath(directory)
         self.save_directory = os.fspath(save_directory or directory)
+        self.model_variables = list(model_variables)
+        self.optimizer_variables = list(optimizer_variables)
+        self.completed = completed
         self.max_to_keep = int(max_to_keep)
-        self._model_values = [v.value for v in model_variables]
+
+    @property
+    def latest_checkpoint(self):
+        """The newest checkpoint's path, or None."""
+        raise NotImplementedError
+
+    def save(self, checkpoint_number):
+        """Writes checkpoint `checkpoint_number`; drops the oldest ones."""
+        raise NotImplementedError
+
+    def restore(self, path=None, optimizer=True):
+        """Loads `path` (default: the latest) into the variables; with
+        `optimizer` also the optimizer variables and the completed epochs.
+        Returns the path restored."""
+        raise NotImplementedError
+
+
+class TFCheckpointManager(CheckpointManager):
+    """`tf.train.CheckpointManager` of the flat variable lists."""
+
+    def __init__(self, directory, model_variables, *args, **kwargs):
+        import tensorflow as tf
+
+        super().__init__(directory, model_variables, *args, **kwargs)
+        self._model_values = [v.value for v in self.model_variables]
         objects = {
             "model_variables": self._model_values,
-            "optimizer_variables": [v.value for v in optimizer_variables],
+            "optimizer_variables": [v.value for v in self.optimizer_variables],
         }
-        if completed is not None:
-            objects["completed_epochs"] = completed
+        if self.completed is not None:
+            objects["completed_epochs"] = self.completed
         # One object restores and saves, so its save counter carries on.
         self._checkpoint = tf.train.Checkpoint(**objects)
         self._manager = None

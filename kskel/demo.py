@@ -20,6 +20,7 @@ Usage:
    `.keras` and prints how far their logits are from the official ones.
 """
 
+import dataclasses
 import os
 import pathlib
 
@@ -143,16 +144,15 @@ def pretrain_phases(config_paths, out_dir, epochs=None):
     out_dir = pathlib.Path(out_dir)
     configs, knn, init_from = [], [], ""
     for index, path in enumerate(config_paths, 1):
-        method = config_from_flagfile(PretrainConfig, path).method
-        overrides = {
-            "data_dir": str(out_dir / "synthetic"),
-            "model_dir": str(out_dir / f"pretrain_{index}_{method}"),
-        }
+        overrides = {"data_dir": str(out_dir / "synthetic")}
         if init_from:
             overrides["init_from"] = init_from
         if epochs:
             overrides["epochs"] = epochs
         config = config_from_flagfile(PretrainConfig, path, **overrides)
+        config = dataclasses.replace(
+            config, model_dir=str(out_dir / f"pretrain_{index}_{config.method}")
+        )
         result = run_pretraining(config)
         init_from = str(pathlib.Path(config.model_dir) / "query_network.keras")
         top1 = run_knn(
@@ -167,7 +167,8 @@ def pretrain_phases(config_paths, out_dir, epochs=None):
             )
         )["top1"]
         print(
-            f"phase {index}: {config.method}, {result['epochs']} epochs, "
+            f"phase {index}: {config.method}, {result['epochs']} "
+            f"epoch{'' if result['epochs'] == 1 else 's'}, "
             f"KNN top-1 {top1:.1%} ({config.model_dir})"
         )
         configs.append(config)

@@ -224,8 +224,7 @@ class MoCo(keras.Model):
             raise KskelError("fill_queue: the keys are not finite.")
         repeats = -(-self.queue_size // len(keys))
         keys = np.tile(keys, (repeats, 1))[: self.queue_size]
-        norms = np.linalg.norm(keys, axis=1, keepdims=True)
-        self.queue.assign(keys / np.maximum(norms, 1e-12))
+        self.queue.assign(losses.l2_normalize(ops.convert_to_tensor(keys)))
         self.queue_ptr.assign(ops.zeros_like(self.queue_ptr))
 
     def enqueue(self, keys):
