@@ -3,7 +3,8 @@
 A path with a scheme (`gs://bucket/dir`, `s3://bucket/dir`, `hdfs://...`)
 goes through `tf.io.gfile`, so TensorFlow's filesystems serve it: `gs://`
 is built in, `s3://` and `hdfs://` come with the optional tensorflow-io
-install. Local paths use the standard library and never import TensorFlow.
+install. Local paths use the standard library and never import TensorFlow
+(the CLIs check their flags, and JAX and PyTorch runs work, without it).
 
 Writes are atomic: a killed run never leaves a file that looks complete.
 """
@@ -70,6 +71,13 @@ def check_scheme(path, flag):
         )
 
 
+def _gfile():
+    """`tf.io.gfile`, imported on first use of a remote path."""
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
 def _known(tf):
     return sorted(s for s in tf.io.gfile.get_registered_schemes() if s)
 
@@ -93,18 +101,14 @@ def parent(path):
 def exists(path):
     """Whether `path` exists, locally or remotely."""
     if is_remote(path):
-        import tensorflow as tf
-
-        return tf.io.gfile.exists(path)
+        return _gfile().exists(path)
     return os.path.exists(path)
 
 
 def isdir(path):
     """Whether `path` is a directory, locally or remotely."""
     if is_remote(path):
-        import tensorflow as tf
-
-        return tf.io.gfile.isdir(path)
+        return _gfile().isdir(path)
     return os.path.isdir(path)
 
 
@@ -118,19 +122,15 @@ def isfile(path):
 def listdir(path):
     """The names in directory `path` (without a trailing slash)."""
     if is_remote(path):
-        import tensorflow as tf
-
-        return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+        return [name.rstrip("/") for name in _gfile().listdir(path)]
     return os.listdir(path)
 
 
 def remove(path):
     """Removes the file `path` when it exists."""
     if is_remote(path):
-        import tensorflow as tf
-
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
+        if _gfile().exists(path):
+            _gfile().remove(path)
     elif os.path.exists(path):
         os.remove(path)
 
@@ -138,9 +138,7 @@ def remove(path):
 def makedirs(path):
     """Creates directory `path` and its parents (no error if present)."""
     if is_remote(path):
-        import tensorflow as tf
-
-        tf.io.gfile.makedirs(path)
+        _gfile().makedirs(path)
     else:
         os.makedirs(path, exist_ok=True)
 
@@ -148,9 +146,7 @@ def makedirs(path):
 def open_file(path, mode="r"):
     """`open(path, mode)` for local paths, `tf.io.gfile.GFile` for URLs."""
     if is_remote(path):
-        import tensorflow as tf
-
-        return tf.io.gfile.GFile(path, mode)
+        return _gfile().GFile(path, mode)
     return open(path, mode)
 
 
