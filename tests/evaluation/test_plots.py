@@ -240,6 +240,7 @@ def test_visualize_cli_end_to_end(actclr_run, tmp_path, rng):
             value = scores[level][key]
             assert value is None or 0.0 <= value <= 1.0
     assert "actionlet on" in result.stdout
+    assert "joint speed (no model)" in result.stdout
 
 
 def _config(run_dir, data_dir, out, **overrides):
