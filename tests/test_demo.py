@@ -77,7 +77,7 @@ def test_demo_reports_both_protocols_for_both_encoders(demo):
     )
     assert phase2["queue_init"] == "keys"
     assert re.search(r"phase 1: skeletonclr, 2 epochs, KNN top-1", stdout)
-    assert re.search(r"phase 2: actclr, 1 epochs, KNN top-1", stdout)
+    assert re.search(r"phase 2: actclr, 1 epoch, KNN top-1", stdout)
     assert (out / "pretrain_2_actclr" / "query_network.keras").is_file()
 
 
