@@ -15,8 +15,10 @@ below what a wrong gradient gives (an error of its own size). TensorFlow's
 fused kernel (`FusedBatchNormV3`, the default there: another variance and
 gradient formula) moves the update by up to ~4e-3 of its norm with some
 initial weights, so the default path is held to the loss, the key EMA,
-the statistics, the queue and 2e-2 on the update. The key network's EMA,
-the queue and the batch-norm statistics agree to ~1e-5.
+the statistics, the queue and 2e-2 on the update; it is the same kernel
+in every method, so only SkeletonCLR takes that step (AimCLR and ActCLR
+are held to the generic step alone). The key network's EMA, the queue and
+the batch-norm statistics agree to ~1e-5.
 """
 
 import importlib.util
@@ -108,8 +110,12 @@ def _relative(a, b):
 def test_one_step_matches_across_backends(steps, method):
     init = np.load(steps / method / "init.npz")
     init = [init[f"v{i}"] for i in range(len(init["paths"]))]
-    generic = _groups(_load(steps, method, "step_tensorflow_generic"), init)
-    reference = _load(steps, method, "step_tensorflow")
+    generic_step = _load(steps, method, "step_tensorflow_generic")
+    generic = _groups(generic_step, init)
+    # The default (fused batch-norm) step exists for the first method.
+    reference = generic_step
+    if method == METHODS[0]:
+        reference = _load(steps, method, "step_tensorflow")
     expected = _groups(reference, init)
     for backend in ("jax", "torch"):
         step = _load(steps, method, f"step_{backend}")
