@@ -16,6 +16,7 @@ backend. Both managers have `latest_checkpoint`, `save(checkpoint_number)`
 and `restore(path=None, optimizer=True)`.
 """
 
+import abc
 import os
 
 import keras
@@ -96,7 +97,7 @@ def saved_format(directory):
     return TENSORFLOW
 
 
-class CheckpointManager:
+class CheckpointManager(abc.ABC):
     """What both formats share: the variable lists and the directories.
 
     Args:
@@ -127,19 +128,19 @@ class CheckpointManager:
         self.max_to_keep = int(max_to_keep)
 
     @property
+    @abc.abstractmethod
     def latest_checkpoint(self):
         """The newest checkpoint's path, or None."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def save(self, checkpoint_number):
         """Writes checkpoint `checkpoint_number`; drops the oldest ones."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def restore(self, path=None, optimizer=True):
         """Loads `path` (default: the latest) into the variables; with
         `optimizer` also the optimizer variables and the completed epochs.
         Returns the path restored."""
-        raise NotImplementedError
 
 
 class TFCheckpointManager(CheckpointManager):

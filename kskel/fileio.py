@@ -129,8 +129,9 @@ def listdir(path):
 def remove(path):
     """Removes the file `path` when it exists."""
     if is_remote(path):
-        if _gfile().exists(path):
-            _gfile().remove(path)
+        gfile = _gfile()
+        if gfile.exists(path):
+            gfile.remove(path)
     elif os.path.exists(path):
         os.remove(path)
 

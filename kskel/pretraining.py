@@ -101,6 +101,11 @@ class PretrainConfig:
     safp_mix: float = _field(
         0.5, "ActCLR offline feature: (1 - s) GAP + s SAFP (paper: 1)."
     )
+    actclr_query_similarity: str = _field(
+        "cosine",
+        "ActCLR query side of the similarity mining: 'cosine' (paper Eq. "
+        "9) or 'squared' (official code: squared cosines).",
+    )
     strategy: str = _field("default", "default, mirrored or multiworker.")
     sync_batch_norm: bool = _field(
         False, "Synchronise batch norm across replicas."
@@ -193,6 +198,11 @@ class PretrainConfig:
                 "actclr_ske_trans_mode",
                 "'head' or 'v2023'",
             ),
+            (
+                self.actclr_query_similarity in ("cosine", "squared"),
+                "actclr_query_similarity",
+                "'cosine' or 'squared'",
+            ),
             (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
             (self.steps_per_epoch >= 0, "steps_per_epoch", ">= 0"),
             (self.verbose in (0, 1, 2), "verbose", "0, 1 or 2"),
@@ -270,6 +280,7 @@ def build_model(config, view_shape):
         tau_q=config.tau_q,
         tau_k=config.tau_k,
         safp_mix=config.safp_mix,
+        query_similarity=config.actclr_query_similarity,
         **common,
     )
 

@@ -65,6 +65,7 @@ def _config(data_dir, model_dir, **overrides):
         ({"init_from": "/nonexistent.keras"}, "--init_from"),
         ({"lr_milestones": (0,)}, "--lr_milestones"),
         ({"queue_init": "warm"}, "--queue_init"),
+        ({"actclr_query_similarity": "dot"}, "--actclr_query_similarity"),
     ],
 )
 def test_bad_flags_are_named(tmp_path, overrides, flag):

@@ -49,21 +49,26 @@ FRAMES_PER_CELL = 4
 COLLAPSED_MEAN = 1e-3
 
 
-def downsample_time(mask, cells, group=FRAMES_PER_CELL):
-    """Max-pools a mask over groups of `group` frames.
+def downsample_time(mask, cells, group=FRAMES_PER_CELL, reduce="max"):
+    """Pools a mask over groups of `group` frames.
 
     Args:
-        mask: array (..., T, V) with values >= 0.
+        mask: array (..., T, V).
         cells: int, T' = ceil(T / group).
         group: int, frames per cell. Defaults to 4.
+        reduce: "max" or "mean" over each group. Defaults to "max".
 
     Returns:
-        float32 array (..., cells, V): cell t' is the maximum over frames
-        `[group t', group t' + group)` (the last group may be shorter).
+        float32 array (..., cells, V): cell t' pools frames
+        `[group t', group t' + group)`; a shorter last group is padded
+        with its last frame (a no-op for the max, a reweighting for the
+        mean).
 
     Raises:
         KskelError: when `cells` is not ceil(T / group).
     """
+    if reduce not in ("max", "mean"):
+        raise KskelError(f"reduce must be 'max' or 'mean', got {reduce!r}.")
     mask = np.asarray(mask, np.float32)
     frames, joints = mask.shape[-2:]
     if cells != math.ceil(frames / group):
@@ -72,11 +77,10 @@ def downsample_time(mask, cells, group=FRAMES_PER_CELL):
             f"{frames} frames pooled by {group} (expected "
             f"{math.ceil(frames / group)}); is the encoder not ST-GCN?"
         )
-    # Zero padding never wins the max of a non-negative mask.
     padding = [(0, 0)] * (mask.ndim - 2) + [(0, cells * group - frames), (0, 0)]
-    padded = np.pad(mask, padding)
+    padded = np.pad(mask, padding, "edge")
     grouped = padded.reshape(*mask.shape[:-2], cells, group, joints)
-    return grouped.max(axis=-2)
+    return getattr(grouped, reduce)(axis=-2)
 
 
 def roc_auc(scores, labels):
@@ -233,16 +237,7 @@ def speed_actionlet(skeleton, cells, group=FRAMES_PER_CELL):
     skeleton = np.asarray(skeleton, np.float32)
     step = np.diff(skeleton, axis=2, prepend=skeleton[:, :, :1])
     speed = np.linalg.norm(step, axis=-1)  # (N, M, T, V)
-    frames = speed.shape[2]
-    if cells != math.ceil(frames / group):
-        raise KskelError(
-            f"{cells} time cells do not match {frames} frames pooled by "
-            f"{group}."
-        )
-    padded = np.pad(
-        speed, [(0, 0), (0, 0), (0, cells * group - frames), (0, 0)], "edge"
-    )
-    pooled = padded.reshape(*speed.shape[:2], cells, group, -1).mean(axis=3)
+    pooled = downsample_time(speed, cells, group, reduce="mean")
     peak = pooled.max(axis=(2, 3), keepdims=True)
     return np.where(peak > 0, pooled / np.maximum(peak, 1e-12), 0.0).astype(
         np.float32

@@ -18,6 +18,7 @@ from kskel.models.moco import MoCo
 from kskel.models.moco import float32
 
 ANCHORS = ("batch_mean", "dataset_mean")
+QUERY_SIMILARITIES = ("squared", "cosine")
 
 
 def select_topk(query, key, topk, threshold=0.95):
@@ -95,9 +96,9 @@ class ActCLR(MoCo):
     6. View C: Skeleton Mix of im_p against the mixed key
        `kc = normalize(c k + p k[partner])`.
     7. Loss `KL(qn*, kn*) + KL(qtn*, kn*) + KL(pcn*, kcn*)` over the
-       `topk` mined queue entries, query cosines squared, softmax
-       temperatures `tau_q` (query) and `tau_k` (key). The keys k are
-       enqueued.
+       `topk` mined queue entries (query cosines squared with
+       `query_similarity="squared"`), softmax temperatures `tau_q`
+       (query) and `tau_k` (key). The keys k are enqueued.
 
     Paper vs official code. The defaults follow the official code except
     where it is broken; each difference has a flag (default first):
@@ -112,6 +113,7 @@ class ActCLR(MoCo):
     | Offline feature | SAFP | 0.5 GAP + 0.5 SAFP | `safp_mix` |
     | Eq. 5 activation | sigma, threshold | relu, x1e8, clip | `mask_scale` |
     | Similarity mining | whole bank | top 8192, 0.95 filter | `topk` |
+    | Query similarity, Eq. 9 | cosine | squared cosine | `query_similarity` |
     | Temperatures | 0.1 / 0.04 | 0.1 / 0.04 | `tau_q`, `tau_k` |
 
     - anchor: "batch_mean" (official, default) or "dataset_mean" (paper).
@@ -123,6 +125,9 @@ class ActCLR(MoCo):
       over the bodies M, ratio raised to 100 / (epoch + 400)).
     - safp_mix: 0.5 (official) or 1.0 (paper: SAFP only).
     - mask_scale: 1e8 then clip to [0, 1] (official; the paper thresholds).
+    - query_similarity: "squared" (official, default: `(q . m)^2`, so a
+      queue entry opposite the query counts as similar) or "cosine"
+      (paper Eq. 9: `q . m`, as on the key side).
 
     Not flags (official behaviour kept): MATS masks come from the query
     network on im_q / im_p (the paper says the offline encoder), no
@@ -150,6 +155,8 @@ class ActCLR(MoCo):
             clip. Defaults to 1e8.
         safp_mix: float in [0, 1], weight of the SAFP key feature against
             the GAP one. Defaults to 0.5.
+        query_similarity: "squared" or "cosine": the query side of the
+            similarity-mining softmax. Defaults to "squared".
         queue_size: int. Defaults to 65536 (the official ActCLR K).
         key_init: as `MoCo`. Defaults to "copy": the official phase 2
             starts both encoders from the same (AimCLR) weights.
@@ -172,6 +179,7 @@ class ActCLR(MoCo):
         tau_k=0.04,
         mask_scale=1e8,
         safp_mix=0.5,
+        query_similarity="squared",
         queue_size=65536,
         key_init="copy",
         **kwargs,
@@ -183,6 +191,7 @@ class ActCLR(MoCo):
             "ske_trans_mode", ske_trans_mode, skeleton_mix.TRANS_MODES
         )
         _check_choice("stream", stream, skeleton_mix.STREAM_MODES)
+        _check_choice("query_similarity", query_similarity, QUERY_SIMILARITIES)
         for name, value in (
             ("topk", topk),
             ("tau_q", tau_q),
@@ -212,6 +221,7 @@ class ActCLR(MoCo):
         self.tau_k = float(tau_k)
         self.mask_scale = float(mask_scale)
         self.safp_mix = float(safp_mix)
+        self.query_similarity = query_similarity
         self.layout = get_layout(self.query.encoder.layout)
         self.mix_seed = keras.random.SeedGenerator(self.seed, name="mix_seed")
         if anchor == "dataset_mean":
@@ -308,9 +318,12 @@ class ActCLR(MoCo):
         """Actionlet of x from the query network (training mode)."""
         return self._feature_and_mask(self.query, x, anchor, True)[1]
 
-    def _squared_cosines(self, x, queue):
-        query = self(x, training=True)
-        return ops.square(ops.matmul(query, ops.transpose(queue)))
+    def _query_similarities(self, x, queue):
+        """(N, K) similarities of the query of x to the queue entries."""
+        cosines = ops.matmul(self(x, training=True), ops.transpose(queue))
+        if self.query_similarity == "squared":
+            return ops.square(cosines)
+        return cosines
 
     def contrastive_loss(self, views):
         im_q_extreme, im_q, im_p, im_k = (
@@ -329,7 +342,7 @@ class ActCLR(MoCo):
 
         # View A: actionlet of the normal view, the rest from the strong one.
         x_a = actionlet.mats_mix(im_q, im_q_extreme, q_mask)
-        qn, kn_top = select_topk(self._squared_cosines(x_a, queue), kn, topk)
+        qn, kn_top = select_topk(self._query_similarities(x_a, queue), kn, topk)
 
         # View B: Skeleton AdaIN, then Skeleton Mix outside the actionlet.
         shift = skeleton_mix.draw_shift(self.mix_seed, num_samples)
@@ -348,7 +361,7 @@ class ActCLR(MoCo):
         )
         im_ps, _, _ = skeleton_mix.ske_swap(im_pt, params)
         x_b = actionlet.mats_mix(im_pt, im_ps, p_mask)
-        qtn, _ = select_topk(self._squared_cosines(x_b, queue), kn, topk)
+        qtn, _ = select_topk(self._query_similarities(x_b, queue), kn, topk)
 
         # View C: Skeleton Mix everywhere, against the mixed key.
         params = skeleton_mix.draw_mix_params(
@@ -362,7 +375,7 @@ class ActCLR(MoCo):
         kc = actionlet.mixed_keys(keys, p, c, partner, self.kc_mode)
         kcn = ops.matmul(kc, ops.transpose(queue))
         pcn, kcn_top = select_topk(
-            self._squared_cosines(im_pc, queue), kcn, topk
+            self._query_similarities(im_pc, queue), kcn, topk
         )
 
         kl_a = similarity_kl(qn, kn_top, self.tau_q, self.tau_k)
@@ -390,6 +403,7 @@ class ActCLR(MoCo):
                 "tau_k": self.tau_k,
                 "mask_scale": self.mask_scale,
                 "safp_mix": self.safp_mix,
+                "query_similarity": self.query_similarity,
             }
         )
         return config

@@ -57,8 +57,15 @@ def test_downsample_time_max_pools_groups_of_four():
     mask[4, 2] = 0.25
     pooled = localisation.downsample_time(mask[None], 3)[0]
     np.testing.assert_array_equal(pooled, [[0, 0, 1], [1, 0, 0.25], [0, 1, 0]])
+    # The mean pads the short last group [8, 9] with frame 9: (0+1+1+1)/4.
+    mean = localisation.downsample_time(mask, 3, reduce="mean")
+    np.testing.assert_allclose(
+        mean, [[0, 0, 0.25], [0.25, 0, 0.0625], [0, 0.75, 0]]
+    )
     with pytest.raises(KskelError, match="does not match"):
         localisation.downsample_time(mask, 2)
+    with pytest.raises(KskelError, match="reduce"):
+        localisation.downsample_time(mask, 3, reduce="sum")
 
 
 def _ground_truth(rng, shape=(6, 2, 50, 25)):
@@ -160,7 +167,7 @@ def test_speed_actionlet_marks_the_moving_joint():
     expected = np.zeros((1, 2, 2, 3), np.float32)
     expected[0, 0, 1, 1] = 1.0
     np.testing.assert_allclose(speed, expected)
-    with pytest.raises(KskelError, match="do not match"):
+    with pytest.raises(KskelError, match="does not match"):
         localisation.speed_actionlet(skeleton, 3)
 
 

@@ -89,6 +89,7 @@ def test_similarity_kl_matches_numpy(rng):
         ({"topk": 0}, "topk"),
         ({"tau_k": -1.0}, "tau_k"),
         ({"safp_mix": 1.5}, "safp_mix"),
+        ({"query_similarity": "dot"}, "query_similarity"),
         ({"input_shape": (2, 3, 25, 3)}, "frames"),
     ],
 )
@@ -150,6 +151,20 @@ def test_other_modes_run(rng, kwargs):
         assert np.all((np.abs(norms - 1.0) < 1e-5) | (norms == 0.0))
 
 
+def test_query_similarity_squares_only_in_official_mode(rng):
+    model = _model(encoder_config={**SMALL, "dropout": 0.0})
+    x = _views(rng, n=8)[1]
+    queue = tf.constant(np.asarray(model.queue))
+    squared = np.asarray(model._query_similarities(x, queue))
+    model.query_similarity = "cosine"
+    cosine = np.asarray(model._query_similarities(x, queue))
+    # Paper Eq. 9: signed cosines, as the key side; a random queue holds
+    # entries opposite each query, which the official square turns into
+    # similar ones.
+    assert cosine.min() < -0.1 and cosine.max() <= 1.0 + 1e-6
+    np.testing.assert_allclose(squared, np.square(cosine), rtol=1e-5, atol=1e-6)
+
+
 def test_fit_two_epochs_fills_the_queue(rng):
     model = _model()
     views = _views(rng, n=32)
@@ -207,12 +222,14 @@ def test_get_config_round_trip(tmp_path):
         stream="bone",
         topk=32,
         safp_mix=0.75,
+        query_similarity="cosine",
         seed=3,
     )
     config = model.get_config()
     clone = ActCLR.from_config(config)
     assert clone.get_config() == config
     assert (clone.stream, clone.topk, clone.safp_mix) == ("bone", 32, 0.75)
+    assert clone.query_similarity == "cosine"
     model.set_average_motion(np.full(VIEW, 0.5, "float32"))
     path = tmp_path / "actclr.keras"
     model.save(path)
