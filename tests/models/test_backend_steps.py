@@ -34,6 +34,12 @@ import sys
 import numpy as np
 import pytest
 
+# Alone: in three suite runs beside other heavy processes (pytest-xdist's
+# other worker, a pretraining) one backend's step moved by 1.8e-3 and
+# 3.3e-2 of the update; run alone it is reproducible to the bit, under
+# CPU hogs too. The cause is not found yet.
+pytestmark = pytest.mark.serial
+
 SCRIPT = pathlib.Path(__file__).with_name("backend_step.py")
 ROOT = SCRIPT.parents[2]
 METHODS = ("skeletonclr", "aimclr", "actclr")
