@@ -65,7 +65,8 @@ def downsample_time(mask, cells, group=FRAMES_PER_CELL, reduce="max"):
         mean).
 
     Raises:
-        KskelError: when `cells` is not ceil(T / group).
+        KskelError: when `cells` is not ceil(T / group), or on another
+            `reduce`.
     """
     if reduce not in ("max", "mean"):
         raise KskelError(f"reduce must be 'max' or 'mean', got {reduce!r}.")

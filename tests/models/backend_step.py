@@ -40,10 +40,8 @@ def build(method):
     from kskel import models
     from kskel.optimizers import TorchSGD
 
-    # Seeded before the model is built: with unseeded initial weights the
-    # step's sensitivity to float rounding varies from run to run (one
-    # draw put JAX 1.8e-3 of the update away from TensorFlow's generic
-    # step, where most give ~1e-5).
+    # Seeded before the model is built, so every run and backend starts
+    # from the same weights (the first method's used to be a fresh draw).
     keras.utils.set_random_seed(0)
     cls = {
         "skeletonclr": models.SkeletonCLR,
