@@ -63,6 +63,40 @@ def test_residual_rules(in_channels, filters, stride, residual, mode, extra):
     assert len(block.trainable_weights) == 3 + 2 + 4 + extra
 
 
+@pytest.mark.parametrize("frames", [16, 13])
+def test_strided_residual_is_a_strided_1x1_conv(frames):
+    """The residual branch keeps frames 0, 2, 4, ...; value and kernel
+    gradient against NumPy (4 input channels: the case whose strided-conv
+    filter gradient TensorFlow got wrong under load)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    block = STGCNBlock(8, stride=2)
+    block.build((None, frames, 25, 4))
+    block.tcn_bn2.gamma.assign(np.zeros(8, "float32"))  # Main branch = 0.
+    block.residual_bn.gamma.assign(np.ones(8, "float32"))
+    kernel = rng.normal(size=(1, 1, 4, 8)).astype("float32")
+    bias = rng.normal(size=8).astype("float32")
+    block.residual_conv.kernel.assign(kernel)
+    block.residual_conv.bias.assign(bias)
+    x = rng.normal(size=(8, frames, 25, 4)).astype("float32")
+    dy = rng.normal(size=(8, (frames + 1) // 2, 25, 8)).astype("float32")
+    scale = 1.0 / np.sqrt(1.0 + block.residual_bn.epsilon)
+    pre = (x[:, ::2] @ kernel[0, 0] + bias) * scale
+    expected = np.maximum(pre, 0.0)
+    expected_grad = np.einsum(
+        "ntvc,ntvd->cd", x[:, ::2], dy * (pre > 0) * scale
+    )
+    with tf.GradientTape() as tape:
+        out = block(x, training=False)
+        loss = tf.reduce_sum(out * dy)
+    grad = tape.gradient(loss, block.residual_conv.kernel.value)
+    np.testing.assert_allclose(np.asarray(out), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(grad)[0, 0], expected_grad, rtol=1e-4, atol=1e-3
+    )
+
+
 def test_dropout_only_in_training():
     block = STGCNBlock(8, dropout=0.5)
     x = np.ones((2, 6, 25, 8), "float32")
