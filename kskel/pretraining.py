@@ -96,6 +96,12 @@ class PretrainConfig:
         "head", "ActCLR joint-stream Skeleton AdaIN: 'head' or 'v2023'."
     )
     actclr_topk: int = _field(8192, "ActCLR: mined queue entries.")
+    actclr_mask_threshold: float = _field(
+        0.0,
+        "ActCLR actionlet: 0 scales the activation map by 1e8 and clips "
+        "(official); t in (0, 1] makes cells at >= t of each body's peak "
+        "1 and lower ones proportional (the paper thresholds, Eq. 5).",
+    )
     tau_q: float = _field(0.1, "ActCLR query-side temperature.")
     tau_k: float = _field(0.04, "ActCLR key-side temperature.")
     safp_mix: float = _field(
@@ -175,6 +181,11 @@ class PretrainConfig:
             ),
             (self.topk >= 1, "topk", ">= 1"),
             (self.actclr_topk >= 1, "actclr_topk", ">= 1"),
+            (
+                0 <= self.actclr_mask_threshold <= 1,
+                "actclr_mask_threshold",
+                "in [0, 1]",
+            ),
             (self.tau_q > 0, "tau_q", "> 0"),
             (self.tau_k > 0, "tau_k", "> 0"),
             (0 <= self.safp_mix <= 1, "safp_mix", "in [0, 1]"),
@@ -281,6 +292,7 @@ def build_model(config, view_shape):
         tau_k=config.tau_k,
         safp_mix=config.safp_mix,
         query_similarity=config.actclr_query_similarity,
+        mask_threshold=config.actclr_mask_threshold,
         **common,
     )
 

@@ -66,6 +66,7 @@ def _config(data_dir, model_dir, **overrides):
         ({"lr_milestones": (0,)}, "--lr_milestones"),
         ({"queue_init": "warm"}, "--queue_init"),
         ({"actclr_query_similarity": "dot"}, "--actclr_query_similarity"),
+        ({"actclr_mask_threshold": -0.1}, "--actclr_mask_threshold"),
     ],
 )
 def test_bad_flags_are_named(tmp_path, overrides, flag):

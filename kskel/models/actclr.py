@@ -111,7 +111,7 @@ class ActCLR(MoCo):
     | AdaIN, joint | Eq. 6 | bone lengths (2 ways) | `ske_trans_mode` |
     | AdaIN, other streams | Eq. 6 | motion Eq. 6, bone lengths | `stream` |
     | Offline feature | SAFP | 0.5 GAP + 0.5 SAFP | `safp_mix` |
-    | Eq. 5 activation | sigma, threshold | relu, x1e8, clip | `mask_scale` |
+    | Eq. 5 activation | sigma, threshold | relu, x1e8, clip | `mask_*` |
     | Similarity mining | whole bank | top 8192, 0.95 filter | `topk` |
     | Query similarity, Eq. 9 | cosine | squared cosine | `query_similarity` |
     | Temperatures | 0.1 / 0.04 | 0.1 / 0.04 | `tau_q`, `tau_k` |
@@ -125,6 +125,10 @@ class ActCLR(MoCo):
       over the bodies M, ratio raised to 100 / (epoch + 400)).
     - safp_mix: 0.5 (official) or 1.0 (paper: SAFP only).
     - mask_scale: 1e8 then clip to [0, 1] (official; the paper thresholds).
+    - mask_threshold: 0 (default: the official scale) or t in (0, 1]:
+      cells at >= t of each body's peak are 1, lower ones t-proportional
+      (a threshold relative to the peak, as the map's magnitude depends on
+      the network).
     - query_similarity: "squared" (official, default: `(q . m)^2`, so a
       queue entry opposite the query counts as similar) or "cosine"
       (paper Eq. 9: `q . m`, as on the key side).
@@ -153,6 +157,8 @@ class ActCLR(MoCo):
         tau_k: float, key-side softmax temperature. Defaults to 0.04.
         mask_scale: float, amplification of the activation map before the
             clip. Defaults to 1e8.
+        mask_threshold: float in [0, 1]; when > 0 it replaces `mask_scale`
+            (see `actionlet.actionlet_mask`). Defaults to 0.
         safp_mix: float in [0, 1], weight of the SAFP key feature against
             the GAP one. Defaults to 0.5.
         query_similarity: "squared" or "cosine": the query side of the
@@ -178,6 +184,7 @@ class ActCLR(MoCo):
         tau_q=0.1,
         tau_k=0.04,
         mask_scale=1e8,
+        mask_threshold=0.0,
         safp_mix=0.5,
         query_similarity="squared",
         queue_size=65536,
@@ -200,6 +207,11 @@ class ActCLR(MoCo):
         ):
             if value <= 0:
                 raise KskelError(f"ActCLR: {name} must be > 0, got {value}.")
+        if not 0.0 <= mask_threshold <= 1.0:
+            raise KskelError(
+                f"ActCLR: mask_threshold must be in [0, 1], got "
+                f"{mask_threshold}."
+            )
         if not 0.0 <= safp_mix <= 1.0:
             raise KskelError(
                 f"ActCLR: safp_mix must be in [0, 1], got {safp_mix}."
@@ -220,6 +232,7 @@ class ActCLR(MoCo):
         self.tau_q = float(tau_q)
         self.tau_k = float(tau_k)
         self.mask_scale = float(mask_scale)
+        self.mask_threshold = float(mask_threshold)
         self.safp_mix = float(safp_mix)
         self.query_similarity = query_similarity
         self.layout = get_layout(self.query.encoder.layout)
@@ -291,6 +304,7 @@ class ActCLR(MoCo):
             self.layout,
             mask_axis=self.mask_axis,
             scale=self.mask_scale,
+            threshold=self.mask_threshold,
         )
         return h, mask
 
@@ -402,6 +416,7 @@ class ActCLR(MoCo):
                 "tau_q": self.tau_q,
                 "tau_k": self.tau_k,
                 "mask_scale": self.mask_scale,
+                "mask_threshold": self.mask_threshold,
                 "safp_mix": self.safp_mix,
                 "query_similarity": self.query_similarity,
             }

@@ -11,7 +11,9 @@ The actionlet is a soft (mostly binary) mask over the encoder's output grid
    accumulator or optimizer slot is touched);
    `alpha_c = mean_{T',V} g`.
 3. `cam = relu(mean_c(alpha_c h)) * scale`, each joint replaced by the mean
-   of its body part (per time step), clipped to [0, 1].
+   of its body part (per time step), clipped to [0, 1]. With a `threshold`
+   t instead, the part-averaged map is divided by t times its peak over
+   each body's grid, then clipped: cells at >= t of the peak are 1.
 
 `mats_mix` blends two views with the time-upsampled mask (motion-adaptive
 transformation, Eq. 7) and `mixed_key_weights` gives the per-sample weights
@@ -93,7 +95,15 @@ def anchor_similarity(z, anchor, mask_axis="feature"):
     )
 
 
-def actionlet_mask(h, project, anchor, layout, mask_axis="feature", scale=1e8):
+def actionlet_mask(
+    h,
+    project,
+    anchor,
+    layout,
+    mask_axis="feature",
+    scale=1e8,
+    threshold=0.0,
+):
     """The difference activation map of h against the anchor, in [0, 1].
 
     Args:
@@ -104,7 +114,13 @@ def actionlet_mask(h, project, anchor, layout, mask_axis="feature", scale=1e8):
         anchor: (1, D) projected anchor feature (no gradient).
         layout: layout name or `SkeletonLayout` (body parts).
         mask_axis: see `anchor_similarity`. Defaults to `"feature"`.
-        scale: float, amplification before the clip. Defaults to `1e8`.
+        scale: float, amplification before the clip (used when
+            `threshold` is 0). Defaults to `1e8`, the official value.
+        threshold: float in [0, 1]. 0 scales by `scale`; t > 0 divides
+            each body's map by t times its peak instead (the map's own
+            magnitude, ~1e-7 for the demo encoder, depends on the
+            network, so x1e8 saturates some and not others). Defaults
+            to 0.
 
     Returns:
         float32 tensor (N * M, T', V) without gradient.
@@ -118,9 +134,22 @@ def actionlet_mask(h, project, anchor, layout, mask_axis="feature", scale=1e8):
     # Only h is a source: weights get no gradient, the optimizer is unused.
     grad = input_gradient(distance, h)
     alpha = ops.mean(grad, axis=(1, 2), keepdims=True)
-    cam = ops.relu(ops.mean(alpha * h, axis=-1)) * scale
-    cam = ops.clip(body_part_mean(cam, layout), 0.0, 1.0)
-    return ops.stop_gradient(cam)
+    cam = body_part_mean(ops.relu(ops.mean(alpha * h, axis=-1)), layout)
+    return ops.stop_gradient(activation_to_mask(cam, scale, threshold))
+
+
+def activation_to_mask(cam, scale=1e8, threshold=0.0):
+    """A non-negative `(B, T', V)` activation map -> a mask in [0, 1].
+
+    `clip(cam * scale)` when `threshold` is 0, else `clip(cam / (threshold
+    * peak))` with each map's own peak (an all-zero map stays zero).
+    """
+    if threshold > 0:
+        peak = ops.max(cam, axis=(1, 2), keepdims=True)
+        cam = cam / ops.maximum(threshold * peak, 1e-30)
+    else:
+        cam = cam * scale
+    return ops.clip(cam, 0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=64)

@@ -90,6 +90,7 @@ def test_similarity_kl_matches_numpy(rng):
         ({"tau_k": -1.0}, "tau_k"),
         ({"safp_mix": 1.5}, "safp_mix"),
         ({"query_similarity": "dot"}, "query_similarity"),
+        ({"mask_threshold": 1.5}, "mask_threshold"),
         ({"input_shape": (2, 3, 25, 3)}, "frames"),
     ],
 )
@@ -223,6 +224,7 @@ def test_get_config_round_trip(tmp_path):
         topk=32,
         safp_mix=0.75,
         query_similarity="cosine",
+        mask_threshold=0.25,
         seed=3,
     )
     config = model.get_config()
@@ -230,6 +232,7 @@ def test_get_config_round_trip(tmp_path):
     assert clone.get_config() == config
     assert (clone.stream, clone.topk, clone.safp_mix) == ("bone", 32, 0.75)
     assert clone.query_similarity == "cosine"
+    assert clone.mask_threshold == 0.25
     model.set_average_motion(np.full(VIEW, 0.5, "float32"))
     path = tmp_path / "actclr.keras"
     model.save(path)

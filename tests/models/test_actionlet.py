@@ -140,15 +140,35 @@ def _network_and_inputs(seed, n=4, frames=16):
     return network, tf.constant(x.astype("float32"))
 
 
-def _masks(network, x, mask_axis):
+def _masks(network, x, mask_axis, **kwargs):
     h = network.encoder.feature_map(x, training=True)
     anchor = network(tf.reduce_mean(x, 0, keepdims=True), training=True)
 
     def project(feature_map):
         return network.head(network.encoder.pool(feature_map, 2))
 
-    mask = actionlet.actionlet_mask(h, project, anchor, "ntu25", mask_axis)
+    mask = actionlet.actionlet_mask(
+        h, project, anchor, "ntu25", mask_axis, **kwargs
+    )
     return np.asarray(mask)
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.5])
+def test_threshold_mask_is_relative_to_each_maps_peak(rng, threshold):
+    # Magnitudes of the demo encoder's raw maps (~1e-7), one map all zero.
+    cam = rng.uniform(0.0, 1e-6, size=(3, 4, 25)).astype("float32")
+    cam[1] *= 10.0
+    cam[2] = 0.0
+    mask = np.asarray(actionlet.activation_to_mask(cam, threshold=threshold))
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    expected = np.clip(cam[:2] / (threshold * peak[:2]), 0.0, 1.0)
+    np.testing.assert_allclose(mask[:2], expected, rtol=1e-5)
+    np.testing.assert_array_equal(mask[2], 0.0)
+    on = cam[:2] >= threshold * peak[:2]
+    np.testing.assert_array_equal(mask[:2] >= 1.0, on)
+    # x1e8 saturates the same maps: every cell above 1e-8 is 1.
+    scaled = np.asarray(actionlet.activation_to_mask(cam))
+    np.testing.assert_array_equal(scaled[:2] >= 1.0, cam[:2] >= 1e-8)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
