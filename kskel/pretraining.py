@@ -97,10 +97,11 @@ class PretrainConfig:
     )
     actclr_topk: int = _field(8192, "ActCLR: mined queue entries.")
     actclr_mask_threshold: float = _field(
-        0.0,
-        "ActCLR actionlet: 0 scales the activation map by 1e8 and clips "
-        "(official); t in (0, 1] makes cells at >= t of each body's peak "
-        "1 and lower ones proportional (the paper thresholds, Eq. 5).",
+        0.1,
+        "ActCLR actionlet: t in (0, 1] makes cells at >= t of each body's "
+        "peak 1 and lower ones proportional (the paper thresholds, Eq. 5); "
+        "0 scales the activation map by 1e8 and clips (official code: "
+        "saturates).",
     )
     tau_q: float = _field(0.1, "ActCLR query-side temperature.")
     tau_k: float = _field(0.04, "ActCLR key-side temperature.")
