@@ -638,6 +638,12 @@ def _pretrain(config, callbacks, strategy, write_dir):
     return {"history": history, "epochs": int(completed.numpy())}
 
 
+SETTINGS_BEFORE_THEIR_FLAG = {
+    "actclr_query_similarity": "squared",
+    "actclr_mask_threshold": 0.0,
+}
+
+
 def load_config(model_dir):
     """The `PretrainConfig` a run saved in `model_dir/config.json`."""
     from kskel import fileio
@@ -655,6 +661,10 @@ def load_config(model_dir):
         raise KskelError(f"{path}: unknown settings {unknown}.")
     if "lr_milestones" in saved:
         saved["lr_milestones"] = tuple(saved["lr_milestones"])
+    # A run saved before these flags existed was trained the official way,
+    # not with today's defaults.
+    for name, before in SETTINGS_BEFORE_THEIR_FLAG.items():
+        saved.setdefault(name, before)
     return PretrainConfig(**saved)
 
 

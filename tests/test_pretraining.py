@@ -1,6 +1,7 @@
 """Pretraining runs end to end, checkpoints every epoch and resumes."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -73,6 +74,21 @@ def test_bad_flags_are_named(tmp_path, overrides, flag):
     config = _config(str(tmp_path), tmp_path / "run", **overrides)
     with pytest.raises(KskelError, match=flag):
         config.validate()
+
+
+def test_runs_saved_before_a_flag_keep_the_official_behaviour(tmp_path):
+    from kskel.pretraining import load_config
+
+    config = dataclasses.asdict(_config(str(tmp_path), tmp_path))
+    del config["actclr_mask_threshold"], config["actclr_query_similarity"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_config(str(tmp_path))
+    assert loaded.actclr_mask_threshold == 0.0
+    assert loaded.actclr_query_similarity == "squared"
+    # Today's defaults apply to new runs only.
+    fresh = _config(str(tmp_path), tmp_path)
+    assert fresh.actclr_mask_threshold == 0.1
+    assert fresh.actclr_query_similarity == "cosine"
 
 
 def test_unknown_split_and_oversized_batch(data_dir, tmp_path):
