@@ -118,9 +118,8 @@ def actionlet_mask(
             `threshold` is 0). Defaults to `1e8`, the official value.
         threshold: float in [0, 1]. 0 scales by `scale`; t > 0 divides
             each body's map by t times its peak instead (the map's own
-            magnitude, ~1e-7 for the demo encoder, depends on the
-            network, so x1e8 saturates some and not others). Defaults
-            to 0.
+            magnitude depends on the network: the demo encoder's peak
+            near 6e-6, so x1e8 saturates it). Defaults to 0.
 
     Returns:
         float32 tensor (N * M, T', V) without gradient.
