@@ -99,51 +99,59 @@ class GraphConv(keras.layers.Layer):
         return adjacency
 
     def call(self, inputs):
-        # Per partition, one matmul over the joints with the (V, V) matrix
-        # broadcast over N * T and one over the channels, summed over the
-        # partitions: no transpose of activations, and the joint mixing
-        # runs on the narrower of C_in and filters (the same sum as the
-        # official conv-then-einsum, reassociated).
+        # The same sum as the official conv-then-einsum, reassociated into
+        # two 2D matmuls: the joint mixing of all K partitions at once on
+        # the narrower of C_in and filters, with the joints moved last by
+        # one transpose, and the channel matmul over (partition, channel).
+        # Faster than per-partition matmuls with the (V, V) matrix
+        # broadcast over N * T, whose gradient is a batched matmul of
+        # N * T tiny products then a sum (benchmarks/README.md).
         shape = ops.shape(inputs)
         joints, in_channels = inputs.shape[2], inputs.shape[3]
+        parts, filters = self.num_partitions, self.filters
         x = ops.reshape(inputs, (-1, joints, in_channels))
         adjacency = ops.cast(self.effective_adjacency(), x.dtype)
-        kernel = ops.reshape(
-            ops.cast(self.kernel, x.dtype),
-            (in_channels, self.num_partitions, self.filters),
-        )
-        mix_first = in_channels <= self.filters
-        out = None
-        for k in range(self.num_partitions):
-            mixing = ops.transpose(adjacency[k])  # out[w] = sum_v A[v, w] x[v]
-            if mix_first:
-                y = ops.matmul(
-                    ops.reshape(ops.matmul(mixing, x), (-1, in_channels)),
-                    kernel[:, k],
-                )
-            else:
-                y = ops.matmul(
-                    mixing,
-                    ops.reshape(
-                        ops.matmul(
-                            ops.reshape(x, (-1, in_channels)), kernel[:, k]
-                        ),
-                        (-1, joints, self.filters),
-                    ),
-                )
-            y = ops.reshape(y, (-1, joints, self.filters))
-            out = y if out is None else out + y
+        kernel = ops.cast(self.kernel, x.dtype)  # (C_in, K * filters)
+        if in_channels <= filters:
+            # z[n, k, c, w] = sum_v x[n, v, c] A[k, v, w]
+            mixing = ops.reshape(
+                ops.transpose(adjacency, (1, 0, 2)), (joints, parts * joints)
+            )
+            z = ops.matmul(
+                ops.reshape(ops.transpose(x, (0, 2, 1)), (-1, joints)), mixing
+            )
+            z = ops.transpose(
+                ops.reshape(z, (-1, in_channels, parts, joints)), (0, 3, 2, 1)
+            )
+            kernel = ops.transpose(
+                ops.reshape(kernel, (in_channels, parts, filters)), (1, 0, 2)
+            )
+            out = ops.matmul(
+                ops.reshape(z, (-1, parts * in_channels)),
+                ops.reshape(kernel, (parts * in_channels, filters)),
+            )
+            out = ops.reshape(out, (-1, joints, filters))
+        else:
+            # y[n, f, k, v] = sum_c x[n, v, c] W[c, k, f], then mixed.
+            y = ops.reshape(
+                ops.matmul(ops.reshape(x, (-1, in_channels)), kernel),
+                (-1, joints, parts, filters),
+            )
+            y = ops.reshape(
+                ops.transpose(y, (0, 3, 2, 1)), (-1, parts * joints)
+            )
+            out = ops.matmul(
+                y, ops.reshape(adjacency, (parts * joints, joints))
+            )
+            out = ops.transpose(
+                ops.reshape(out, (-1, filters, joints)), (0, 2, 1)
+            )
         # The bias of partition k reaches joint w with weight sum_v A_k[v, w].
         bias = ops.matmul(
             ops.transpose(ops.sum(adjacency, axis=1)),
-            ops.reshape(
-                ops.cast(self.bias, x.dtype),
-                (self.num_partitions, self.filters),
-            ),
+            ops.reshape(ops.cast(self.bias, x.dtype), (parts, filters)),
         )
-        return ops.reshape(
-            out + bias, (shape[0], shape[1], joints, self.filters)
-        )
+        return ops.reshape(out + bias, (shape[0], shape[1], joints, filters))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:3], self.filters)

@@ -4,6 +4,8 @@ import keras
 from keras import ops
 
 from kskel.layers import initializers
+from kskel.layers.convolutions import PointwiseConv2D
+from kskel.layers.convolutions import TemporalConv2D
 from kskel.layers.graph_conv import GraphConv
 
 TEMPORAL_KERNEL = 9
@@ -73,11 +75,10 @@ class STGCNBlock(keras.layers.Layer):
             name="gcn",
         )
         self.tcn_bn1 = initializers.batch_norm("tcn_bn1", synchronized=sync)
-        pad = (TEMPORAL_KERNEL - 1) // 2
-        self.tcn_pad = keras.layers.ZeroPadding2D(((pad, pad), (0, 0)))
-        self.tcn_conv = keras.layers.Conv2D(
+        self.tcn_conv = TemporalConv2D(
             self.filters,
             (TEMPORAL_KERNEL, 1),
+            frame_padding=(TEMPORAL_KERNEL - 1) // 2,
             strides=(self.stride, 1),
             padding="valid",
             kernel_initializer=initializers.conv_kernel(),
@@ -101,9 +102,7 @@ class STGCNBlock(keras.layers.Layer):
         self.gcn.build(input_shape)
         gcn_shape = self.gcn.compute_output_shape(input_shape)
         self.tcn_bn1.build(gcn_shape)
-        self.tcn_pad.build(gcn_shape)
-        padded = self.tcn_pad.compute_output_shape(gcn_shape)
-        self.tcn_conv.build(padded)
+        self.tcn_conv.build(gcn_shape)
         out_shape = self.compute_output_shape(input_shape)
         self.tcn_bn2.build(out_shape)
         if self.residual_mode(in_channels) == "conv":
@@ -112,7 +111,7 @@ class STGCNBlock(keras.layers.Layer):
             # strided 1x1 conv (4 input channels, 2 processes sharing the
             # cores) came out wrong in 2 of 14 repeated steps, by up to
             # 11 % of that kernel's update; sampled first, 0 of 25.
-            self.residual_conv = keras.layers.Conv2D(
+            self.residual_conv = PointwiseConv2D(
                 self.filters,
                 (1, 1),
                 padding="valid",
@@ -128,7 +127,7 @@ class STGCNBlock(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = self.gcn(inputs)
         x = ops.relu(self.tcn_bn1(x, training=training))
-        x = self.tcn_conv(self.tcn_pad(x))
+        x = self.tcn_conv(x)
         x = self.tcn_bn2(x, training=training)
         x = self.tcn_dropout(x, training=training)
         mode = self.residual_mode(inputs.shape[-1])

@@ -1,0 +1,140 @@
+"""`Conv2D` variants with faster gradients for ST-GCN's shapes.
+
+Each keeps `keras.layers.Conv2D`'s weights, values and serialization; only
+how the training step computes them changes. The timings are TensorFlow
+2.21's oneDNN kernels on a 2-core AVX2 CPU at the encoder's largest block
+(256 x 13 x 25 positions; benchmarks/README.md).
+"""
+
+import keras
+from keras import ops
+
+# Input channels from which the temporal conv's filter gradient runs as
+# matmuls: 256 -> 256 channels at 13 frames, about 840 ms against oneDNN's
+# 1270 ms; at 64 channels both take about 90 ms, below that oneDNN is
+# faster.
+MATMUL_FILTER_GRADIENT_CHANNELS = 128
+
+
+class PointwiseConv2D(keras.layers.Conv2D):
+    """A 1x1, stride-1 `Conv2D` computed as one matmul over the channels.
+
+    oneDNN's filter gradient of a 1x1 conv is slow for wide outputs
+    (64 -> 256 channels: 651 ms, against about 45 ms for the matmul's).
+    """
+
+    def __init__(self, filters, kernel_size=(1, 1), **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        if self.kernel_size != (1, 1) or self.strides != (1, 1):
+            raise ValueError(
+                "PointwiseConv2D is 1x1 with stride 1. Received: "
+                f"kernel_size={self.kernel_size}, strides={self.strides}"
+            )
+
+    def convolution_op(self, inputs, kernel):
+        return ops.matmul(inputs, kernel[0, 0])
+
+
+class TemporalConv2D(keras.layers.Conv2D):
+    """A `(taps, 1)` conv along frames with `frame_padding` zeros each side.
+
+    The same values as zero-padding the frames, then a "valid" `Conv2D`.
+    On TensorFlow, at stride 1 and `MATMUL_FILTER_GRADIENT_CHANNELS` input
+    channels or more, the filter gradient is one matmul per tap over the
+    frames that tap reads outside the padding (`x[a:b]^T dy[c:d]`), not
+    oneDNN's convolution kernel, which reaches about half the matmul's
+    speed there and multiplies the padding's zeros (17 % of the products
+    at 13 frames). The forward pass and the input gradient stay oneDNN's
+    convolutions.
+
+    Args:
+        filters: int, output channels.
+        kernel_size: `(taps, 1)`.
+        frame_padding: int, zero frames added before and after.
+        **kwargs: other `Conv2D` arguments (`strides`, initializers...);
+            `padding` must be "valid" (the default).
+    """
+
+    def __init__(self, filters, kernel_size, frame_padding=0, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        if self.kernel_size[1] != 1 or self.padding != "valid":
+            raise ValueError(
+                "TemporalConv2D convolves frames only, its padding is "
+                "`frame_padding`. Received: "
+                f"kernel_size={self.kernel_size}, padding={self.padding}"
+            )
+        self.frame_padding = int(frame_padding)
+
+    def uses_matmul_filter_gradient(self, in_channels):
+        return (
+            keras.backend.backend() == "tensorflow"
+            and self.strides == (1, 1)
+            and in_channels >= MATMUL_FILTER_GRADIENT_CHANNELS
+        )
+
+    def _pad(self, inputs):
+        pad = self.frame_padding
+        return ops.pad(inputs, ((0, 0), (pad, pad), (0, 0), (0, 0)))
+
+    def convolution_op(self, inputs, kernel):
+        if self.uses_matmul_filter_gradient(inputs.shape[-1]):
+            return _tf_conv_with_matmul_filter_gradient(
+                inputs, kernel, self.frame_padding
+            )
+        return super().convolution_op(self._pad(inputs), kernel)
+
+    def compute_output_shape(self, input_shape):
+        frames = input_shape[1]
+        if frames is not None:
+            frames += 2 * self.frame_padding
+        return super().compute_output_shape(
+            (input_shape[0], frames, *input_shape[2:])
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config["frame_padding"] = self.frame_padding
+        return config
+
+
+def _tf_conv_with_matmul_filter_gradient(inputs, kernel, pad):
+    import tensorflow as tf
+
+    # A tensor, not the variable: custom_gradient then needs no
+    # `variables` argument and the tape takes the kernel's gradient
+    # through the read.
+    kernel = tf.convert_to_tensor(kernel)
+    taps, _, in_channels, filters = kernel.shape
+    paddings = [[0, 0], [pad, pad], [0, 0], [0, 0]]
+
+    @tf.custom_gradient
+    def conv(x, w):
+        padded = tf.pad(x, paddings)
+        y = tf.nn.conv2d(padded, w, strides=1, padding="VALID")
+
+        def grad(dy):
+            dx = tf.nn.conv2d_transpose(
+                dy, w, tf.shape(padded), strides=1, padding="VALID"
+            )
+            dx = dx[:, pad : tf.shape(dx)[1] - pad]
+            # Output frame t reads input frame t + k - pad through tap k;
+            # frames in the padding add nothing.
+            in_frames, out_frames = tf.shape(x)[1], tf.shape(dy)[1]
+            dw = []
+            for k in range(taps):
+                shift = k - pad
+                first = tf.maximum(0, -shift)
+                last = tf.maximum(
+                    first, tf.minimum(out_frames, in_frames - shift)
+                )
+                x_rows = tf.reshape(
+                    x[:, first + shift : last + shift], (-1, in_channels)
+                )
+                dy_rows = tf.reshape(dy[:, first:last], (-1, filters))
+                dw.append(tf.matmul(dy_rows, x_rows, transpose_a=True))
+            dw = tf.transpose(tf.stack(dw), (0, 2, 1))
+            return dx, tf.reshape(dw, w.shape)
+
+        return y, grad
+
+    return conv(inputs, kernel)
