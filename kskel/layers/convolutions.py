@@ -113,8 +113,11 @@ def _tf_conv_with_matmul_filter_gradient(inputs, kernel, pad):
         y = tf.nn.conv2d(padded, w, strides=1, padding="VALID")
 
         def grad(dy):
+            # The padded shape from x's: `padded` itself is not kept for
+            # the backward pass.
+            padded_shape = tf.shape(x) + [0, 2 * pad, 0, 0]
             dx = tf.nn.conv2d_transpose(
-                dy, w, tf.shape(padded), strides=1, padding="VALID"
+                dy, w, padded_shape, strides=1, padding="VALID"
             )
             dx = dx[:, pad : tf.shape(dx)[1] - pad]
             # Output frame t reads input frame t + k - pad through tap k;
