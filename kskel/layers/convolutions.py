@@ -123,18 +123,22 @@ def _tf_conv_with_matmul_filter_gradient(inputs, kernel, pad):
             # Output frame t reads input frame t + k - pad through tap k;
             # frames in the padding add nothing.
             in_frames, out_frames = tf.shape(x)[1], tf.shape(dy)[1]
+            # One tap at a time: run concurrently, the taps' row copies
+            # (up to 2 x 85 MB each at 256 channels, batch 128) raised the
+            # encoder's forward-backward peak memory by 0.5 GB.
             dw = []
             for k in range(taps):
-                shift = k - pad
-                first = tf.maximum(0, -shift)
-                last = tf.maximum(
-                    first, tf.minimum(out_frames, in_frames - shift)
-                )
-                x_rows = tf.reshape(
-                    x[:, first + shift : last + shift], (-1, in_channels)
-                )
-                dy_rows = tf.reshape(dy[:, first:last], (-1, filters))
-                dw.append(tf.matmul(dy_rows, x_rows, transpose_a=True))
+                with tf.control_dependencies(dw[-1:]):
+                    shift = k - pad
+                    first = tf.maximum(0, -shift)
+                    last = tf.maximum(
+                        first, tf.minimum(out_frames, in_frames - shift)
+                    )
+                    x_rows = tf.reshape(
+                        x[:, first + shift : last + shift], (-1, in_channels)
+                    )
+                    dy_rows = tf.reshape(dy[:, first:last], (-1, filters))
+                    dw.append(tf.matmul(dy_rows, x_rows, transpose_a=True))
             dw = tf.transpose(tf.stack(dw), (0, 2, 1))
             return dx, tf.reshape(dw, w.shape)
 
