@@ -10,9 +10,9 @@ import keras
 from keras import ops
 
 # Input channels from which the temporal conv's filter gradient runs as
-# matmuls: 256 -> 256 channels at 13 frames, about 840 ms against oneDNN's
-# 1270 ms; at 64 channels both take about 90 ms, below that oneDNN is
-# faster.
+# matmuls: 256 -> 256 channels at 13 frames, about 840 ms against 1270 ms
+# for TensorFlow's own; at 64 channels both take about 90 ms, below that
+# TensorFlow's is faster.
 MATMUL_FILTER_GRADIENT_CHANNELS = 128
 
 
