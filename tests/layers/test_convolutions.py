@@ -14,9 +14,10 @@ def _values_and_gradients(layer, x, upstream):
     x = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = tf.reduce_sum(layer(x) * upstream)
+        out = layer(x)
+        loss = tf.reduce_sum(out * upstream)
     grads = tape.gradient(loss, [x, *[w.value for w in layer.weights]])
-    return [np.asarray(t) for t in (layer(x), *grads)]
+    return [np.asarray(t) for t in (out, *grads)]
 
 
 def _reference_conv(frames_pad, stride):

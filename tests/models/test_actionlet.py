@@ -190,7 +190,7 @@ def test_feature_mask_is_an_actionlet_and_head_collapse_is_empty(seed):
     assert collapsed.mean() < 1e-2
     # Why the official behaviour needs threshold 0: relative to its peak,
     # the round-off becomes a mask, with fully-on cells (measured means
-    # 0.08 to 0.94 for these seeds, as the round-off falls).
+    # between 0.08 and 0.94 across these seeds and summation orders).
     noise = _masks(network, x, "head_collapse", threshold=0.1)
     assert noise.max() == 1.0
     assert noise.mean() > 10 * collapsed.mean()
