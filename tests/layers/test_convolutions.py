@@ -33,7 +33,14 @@ def _reference_conv(frames_pad, stride):
 
 @pytest.mark.parametrize(
     "in_channels, frames, stride",
-    [(128, 13, 1), (128, 3, 1), (128, 1, 1), (8, 13, 1), (128, 13, 2)],
+    [
+        (128, 13, 1),
+        (128, 3, 1),
+        (128, 1, 1),
+        (64, 13, 1),
+        (8, 13, 1),
+        (128, 13, 2),
+    ],
 )
 def test_temporal_conv_matches_pad_then_conv(in_channels, frames, stride, rng):
     """Values and gradients (input, kernel, bias) of the matmul filter

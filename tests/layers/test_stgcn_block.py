@@ -117,3 +117,23 @@ def test_config_round_trip_and_invalid_arguments():
         STGCNBlock(8, stride=3)
     with pytest.raises(ValueError, match="dropout"):
         STGCNBlock(8, dropout=1.0)
+
+
+@pytest.mark.parametrize("frames, stride", [(50, 2), (25, 2), (13, 2), (7, 3)])
+def test_sample_frames_is_a_strided_slice(frames, stride):
+    """Values and input gradient of the reshape-and-split sampling."""
+    import tensorflow as tf
+
+    from kskel.layers.stgcn_block import _sample_frames
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, frames, 25, 4)).astype("float32"))
+    dy = rng.normal(size=(3, -(-frames // stride), 25, 4)).astype("float32")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = _sample_frames(x, stride)
+        loss = tf.reduce_sum(out * dy)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(x)[:, ::stride])
+    expected = np.zeros(x.shape, "float32")
+    expected[:, ::stride] = dy
+    np.testing.assert_array_equal(np.asarray(tape.gradient(loss, x)), expected)
