@@ -78,9 +78,10 @@ def _einsum_gcn(layer, x):
     return tf.einsum("ntvkf,kvw->ntwf", y, layer.effective_adjacency())
 
 
-@pytest.mark.parametrize("channels", [(3, 8), (16, 4), (6, 6)])
+@pytest.mark.parametrize("channels", [(3, 8), (16, 4), (6, 6), (16, 24)])
 def test_values_and_gradients_match_the_einsum_form(channels, rng):
-    """Both joint-mixing orders equal conv-then-einsum, gradients too."""
+    """The three joint-mixing forms (transposed, mixing last, batched from
+    16 input channels) equal conv-then-einsum, gradients too."""
     in_channels, filters = channels
     layer = GraphConv(filters)
     x = tf.constant(rng.normal(size=(2, 5, 25, in_channels)).astype("float32"))
