@@ -52,10 +52,18 @@ def _tf_byte_dropout(inputs, threshold, scale, seed_generator):
         tf.math.floormod(seed_generator.next(), tf.int32.max - 1), tf.int32
     )
     shape = tf.shape(inputs)
-    size = tf.size(inputs)
+    channels = inputs.shape[-1]
+    whole_draws = channels is not None and channels % 4 == 0
+    if whole_draws:
+        # Four channels per draw: no byte left over to slice off.
+        draws = tf.concat([shape[:-1], [channels // 4]], 0)
+    else:
+        draws = [(tf.size(inputs) + 3) // 4]
     bits = tf.random.stateless_uniform(
-        [(size + 3) // 4], seed, minval=None, maxval=None, dtype=tf.uint32
+        draws, seed, minval=None, maxval=None, dtype=tf.uint32
     )
-    random_bytes = tf.reshape(tf.bitcast(bits, tf.uint8), [-1])[:size]
+    random_bytes = tf.reshape(tf.bitcast(bits, tf.uint8), [-1])
+    if not whole_draws:
+        random_bytes = random_bytes[: tf.size(inputs)]
     keep = tf.reshape(random_bytes >= threshold, shape)
     return inputs * (tf.cast(keep, inputs.dtype) * scale)

@@ -15,11 +15,18 @@ def _binomial_bound(p, n):
     return 6.0 * np.sqrt(p * (1.0 - p) / n)
 
 
-@pytest.mark.parametrize("rate", [0.5, 0.25, 0.0625])
-def test_byte_mask_keeps_one_minus_rate_scaled(rate):
+@pytest.mark.parametrize(
+    "rate, shape",
+    [
+        (0.5, (_SIZE // 100, 25, 4)),  # four channels per 32-bit draw
+        (0.25, (_SIZE // 100, 4, 25)),  # flat draws, the last sliced off
+        (0.0625, (_SIZE // 100, 4, 25)),
+    ],
+)
+def test_byte_mask_keeps_one_minus_rate_scaled(rate, shape):
     layer = Dropout(rate, seed=1)
     assert layer._byte_threshold() == rate * 256
-    x = tf.random.stateless_normal((_SIZE // 100, 4, 25), seed=(0, 1)) + 3.0
+    x = tf.random.stateless_normal(shape, seed=(0, 1)) + 3.0
     y = np.asarray(layer(x, training=True))
     kept = y != 0
     assert abs(kept.mean() - (1 - rate)) < _binomial_bound(rate, _SIZE)
@@ -32,7 +39,7 @@ def test_mask_is_independent_of_position_and_draw():
     """Each byte of a 32-bit draw decides one element: neighbours, the
     four bytes of one draw and two calls must be uncorrelated."""
     layer = Dropout(0.5, seed=2)
-    x = tf.ones((_SIZE,))
+    x = tf.ones((_SIZE // 16, 16))
     first = np.asarray(layer(x, training=True)) > 0
     second = np.asarray(layer(x, training=True)) > 0
     bound = _binomial_bound(0.25, _SIZE // 2)
