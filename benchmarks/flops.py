@@ -27,8 +27,9 @@ PASSES = {
 }
 
 
-def block_flops(in_channels, filters, stride, residual, frames, joints,
-                partitions=3):
+def block_flops(
+    in_channels, filters, stride, residual, frames, joints, partitions=3
+):
     """Forward FLOPs of one ST-GCN block on one sequence (one body)."""
     out_frames = (frames - 1) // stride + 1
     mixing = frames * joints * joints * partitions * min(in_channels, filters)
@@ -40,8 +41,9 @@ def block_flops(in_channels, filters, stride, residual, frames, joints,
     return 2 * (mixing + pointwise + temporal + shortcut)
 
 
-def encoder_flops(base_width=16, hidden_dim=256, frames=50, joints=25,
-                  bodies=2, in_channels=3):
+def encoder_flops(
+    base_width=16, hidden_dim=256, frames=50, joints=25, bodies=2, in_channels=3
+):
     """Forward FLOPs of the encoder on one sample of `bodies` bodies."""
     total = 0
     channels = in_channels
@@ -57,6 +59,4 @@ def encoder_flops(base_width=16, hidden_dim=256, frames=50, joints=25,
 def step_flops(method, forward_flops):
     """Train-step FLOPs per sample; a backward pass costs 2 forwards."""
     passes = PASSES[method]
-    return forward_flops * (
-        passes["forward"] + 3 * passes["forward_backward"]
-    )
+    return forward_flops * (passes["forward"] + 3 * passes["forward_backward"])

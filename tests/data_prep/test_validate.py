@@ -126,9 +126,7 @@ def test_nan_record_names_shard_and_record(tmp_path):
         example.features.feature["skeleton"].bytes_list.value[0], "<f4"
     ).copy()
     values[7] = np.nan
-    example.features.feature["skeleton"].bytes_list.value[0] = (
-        values.tobytes()
-    )
+    example.features.feature["skeleton"].bytes_list.value[0] = values.tobytes()
     records[1] = example.SerializeToString()
     rewrite_shard(tmp_path, manifest, shard, records)
     # Flat index 7 of (2, 4, 25, 3) is body 0, frame 0, joint 2, channel 1.

@@ -48,13 +48,20 @@ def test_select_topk_matches_numpy(rng):
     q_top, k_top = actclr.select_topk(query, key, 5)
     filtered = np.where(key > 0.95, -1.0, key)
     order = np.argsort(-filtered, axis=1)[:, :5]
+    expected_k = np.take_along_axis(filtered, order, 1)
+    expected_q = np.take_along_axis(query, order, 1)
+    # Unsorted: the same (query, key) pairs in some order per row.
+    ours = np.argsort(-np.asarray(k_top), axis=1)
     np.testing.assert_allclose(
-        k_top, np.take_along_axis(filtered, order, 1), rtol=1e-6
+        np.take_along_axis(np.asarray(k_top), ours, 1), expected_k, rtol=1e-6
     )
     np.testing.assert_allclose(
-        q_top, np.take_along_axis(query, order, 1), rtol=1e-6
+        np.take_along_axis(np.asarray(q_top), ours, 1), expected_q, rtol=1e-6
     )
     assert 0.97 not in np.asarray(k_top)
+    kl = actclr.similarity_kl(q_top, k_top)
+    expected_kl = actclr.similarity_kl(expected_q, expected_k)
+    assert float(kl) == pytest.approx(float(expected_kl), rel=1e-5)
 
 
 def _log_softmax(x):
