@@ -24,12 +24,11 @@ object. Needs PyTorch (`requirements-torch.txt`).
 import argparse
 import json
 import resource
-import statistics
-import time
 
 import numpy as np
 
 from benchmarks import flops
+from benchmarks.run import timed
 
 # (C_in, C_out, stride, residual) of the 10 blocks; FACTS.md 2.2.
 BLOCKS = (
@@ -119,17 +118,6 @@ def build_encoder(torch, joints=25, partitions=3, dropout=0.5):
             return self.fc(x)
 
     return Encoder()
-
-
-def timed(function, repeats):
-    """Median wall seconds of `repeats` calls after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

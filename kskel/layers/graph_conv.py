@@ -121,33 +121,31 @@ class GraphConv(keras.layers.Layer):
         x = ops.reshape(inputs, (-1, joints, in_channels))
         adjacency = ops.cast(self.effective_adjacency(), x.dtype)
         kernel = ops.cast(self.kernel, x.dtype)  # (C_in, K * filters)
-        if BATCHED_MIXING_CHANNELS <= in_channels <= filters:
-            # z[n, w, k, c] = sum_v A[k, v, w] x[n, v, c]: the (W * K, V)
-            # mixing matrix broadcast over the N * T frames leaves
-            # (partition, channel) contiguous for the channel matmul.
-            mixing = ops.reshape(
-                ops.transpose(adjacency, (2, 0, 1)), (joints * parts, joints)
-            )
-            z = ops.matmul(mixing, x)
-            kernel = ops.transpose(
-                ops.reshape(kernel, (in_channels, parts, filters)), (1, 0, 2)
-            )
-            out = ops.matmul(
-                ops.reshape(z, (-1, parts * in_channels)),
-                ops.reshape(kernel, (parts * in_channels, filters)),
-            )
-            out = ops.reshape(out, (-1, joints, filters))
-        elif in_channels <= filters:
-            # z[n, k, c, w] = sum_v x[n, v, c] A[k, v, w]
-            mixing = ops.reshape(
-                ops.transpose(adjacency, (1, 0, 2)), (joints, parts * joints)
-            )
-            z = ops.matmul(
-                ops.reshape(ops.transpose(x, (0, 2, 1)), (-1, joints)), mixing
-            )
-            z = ops.transpose(
-                ops.reshape(z, (-1, in_channels, parts, joints)), (0, 3, 2, 1)
-            )
+        if in_channels <= filters:
+            if in_channels >= BATCHED_MIXING_CHANNELS:
+                # z[n, w, k, c] = sum_v A[k, v, w] x[n, v, c]: the (W * K, V)
+                # mixing matrix broadcast over the N * T frames leaves
+                # (partition, channel) contiguous for the channel matmul.
+                mixing = ops.reshape(
+                    ops.transpose(adjacency, (2, 0, 1)),
+                    (joints * parts, joints),
+                )
+                z = ops.matmul(mixing, x)
+            else:
+                # z[n, k, c, w] = sum_v x[n, v, c] A[k, v, w], then moved
+                # to (n, w, k, c).
+                mixing = ops.reshape(
+                    ops.transpose(adjacency, (1, 0, 2)),
+                    (joints, parts * joints),
+                )
+                z = ops.matmul(
+                    ops.reshape(ops.transpose(x, (0, 2, 1)), (-1, joints)),
+                    mixing,
+                )
+                z = ops.transpose(
+                    ops.reshape(z, (-1, in_channels, parts, joints)),
+                    (0, 3, 2, 1),
+                )
             kernel = ops.transpose(
                 ops.reshape(kernel, (in_channels, parts, filters)), (1, 0, 2)
             )
