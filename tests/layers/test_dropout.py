@@ -99,3 +99,16 @@ def test_weights_and_config_are_keras_dropouts():
     restored = Dropout.from_config(ours.get_config())
     assert restored.rate == 0.5 and restored.seed == 1
     assert keras.saving.get_registered_object("kskel>Dropout") is Dropout
+
+
+def test_bfloat16_inputs_keep_their_dtype_and_scale():
+    layer = Dropout(0.5, seed=3, dtype="mixed_bfloat16")
+    x = tf.cast(
+        tf.random.stateless_uniform((64, 25, 16), (0, 2)) + 1, "bfloat16"
+    )
+    y = layer(x, training=True)
+    assert y.dtype == tf.bfloat16
+    y, x = np.asarray(tf.cast(y, "float32")), np.asarray(tf.cast(x, "float32"))
+    kept = y != 0
+    assert abs(kept.mean() - 0.5) < _binomial_bound(0.5, kept.size)
+    np.testing.assert_array_equal(y[kept], 2 * x[kept])

@@ -101,3 +101,39 @@ def test_values_and_gradients_match_the_einsum_form(channels, rng):
         )
     for ours, reference in zip(*results):
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [(3, 8), (16, 24)])
+def test_bfloat16_matches_float32(channels, rng):
+    """Mixed precision through the transposed and the batched mixing."""
+    in_channels, filters = channels
+    x = rng.normal(size=(2, 5, 25, in_channels)).astype("float32")
+    upstream = tf.constant(
+        rng.normal(size=(2, 5, 25, filters)).astype("float32")
+    )
+    results = []
+    for dtype in ("float32", "mixed_bfloat16"):
+        layer = GraphConv(
+            filters,
+            dtype=dtype,
+            kernel_initializer=keras.initializers.RandomNormal(seed=1),
+        )
+        layer.build(x.shape)
+        layer.importance.assign(
+            np.linspace(0.5, 1.5, 3 * 25 * 25).reshape(3, 25, 25)
+        )
+        inputs = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            out = layer(inputs)
+            loss = tf.reduce_sum(tf.cast(out, "float32") * upstream)
+        grads = tape.gradient(
+            loss, [inputs, layer.kernel.value, layer.importance.value]
+        )
+        results.append(
+            [np.asarray(tf.cast(t, "float32")) for t in (out, *grads)]
+        )
+    # Output and the input, kernel and importance gradients (0.3-0.4 %).
+    full, mixed = results
+    for got, want in zip(mixed, full):
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-2
