@@ -2,7 +2,7 @@
 
 Usage:
     python -m benchmarks.run [--quick] [--methods=skeletonclr,aimclr,actclr]
-        [--xla]
+        [--xla] [--precision=float32|mixed_bfloat16|mixed_float16]
 
 Measures, in this order:
 
@@ -21,7 +21,9 @@ For each it prints samples/s, the analytic FLOPs per sample
 (`benchmarks.flops`), the achieved GFLOP/s and its fraction of the peak,
 and the process's peak resident memory so far. The last line is one JSON
 object with every figure. `--quick` uses batch 32 and one timed repeat
-(a smoke test, not a measurement).
+(a smoke test, not a measurement). `--precision` builds every network
+under that Keras dtype policy, as `kskel.pretrain --precision` does; the
+fractions stay those of the float32 peak.
 """
 
 import argparse
@@ -135,7 +137,7 @@ def _method_config(method, data_dir, batch_size):
     )
 
 
-def measure_step(method, data_dir, batch_size, repeats, peak):
+def measure_step(method, data_dir, batch_size, repeats, peak, precision):
     """One method's full train step: samples/s and fraction of peak."""
     import keras
 
@@ -159,7 +161,10 @@ def measure_step(method, data_dir, batch_size, repeats, peak):
     model = build_model(config, (2, 50, 25, 3))
     if method == "actclr" and config.actclr_anchor == "dataset_mean":
         model.set_average_motion(np.mean(batches[0][0][-1].numpy(), axis=0))
-    model.compile(optimizer=TorchSGD(0.1), jit_compile=config.jit_compile)
+    optimizer = TorchSGD(0.1)
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     traces = []
     train_step = model.train_step
 
@@ -210,6 +215,12 @@ def main():
     parser.add_argument(
         "--xla", action="store_true", help="Also time the encoder with XLA."
     )
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        help="Keras dtype policy of every network.",
+    )
     args = parser.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
@@ -217,9 +228,12 @@ def main():
         parser.error(f"--methods: unknown {unknown}; use {METHODS}.")
     # kskel sets the TensorFlow options, so it is imported before TensorFlow.
     import kskel  # noqa: F401, I001
+    import keras
     import tensorflow as tf
 
     from data_prep import synthetic
+
+    keras.mixed_precision.set_global_policy(args.precision)
 
     batch_size = 32 if args.quick else 128
     repeats = 1 if args.quick else 3
@@ -228,6 +242,7 @@ def main():
         "tensorflow": tf.__version__,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "cpu_count": os.cpu_count(),
+        "precision": args.precision,
     }
     results.update(measure_peak(2048 if args.quick else 4096))
     peak = results["peak_gflops"]
@@ -245,7 +260,9 @@ def main():
         data_dir = os.path.join(tmp, "synthetic")
         synthetic.generate_dataset(data_dir, 600 if args.quick else 2000, 0)
         for method in methods:
-            figures = measure_step(method, data_dir, batch_size, repeats, peak)
+            figures = measure_step(
+                method, data_dir, batch_size, repeats, peak, args.precision
+            )
             figures["pipeline_samples_per_s"] = measure_pipeline(
                 method, data_dir, batch_size, 3 if args.quick else 10
             )

@@ -1,5 +1,6 @@
-"""The PyTorch transcription of the official encoder that the benchmarks
-compare against is the official network, by its verified parameter count."""
+"""The benchmark CLIs run and report their figures; the PyTorch
+transcription they compare against is the official encoder, by its
+verified parameter count."""
 
 import json
 import subprocess
@@ -7,12 +8,11 @@ import sys
 
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from benchmarks.official_torch import build_encoder  # noqa: E402
+from benchmarks.official_torch import build_encoder
 
 
 def test_official_encoder_has_the_official_parameter_count():
+    torch = pytest.importorskip("torch")
     encoder = build_encoder(torch)
     # FACTS.md 2.4: backbone 821,380 with the 256-256-128 projection head
     # 920,068 (query encoder of the pretraining checkpoints).
@@ -22,6 +22,7 @@ def test_official_encoder_has_the_official_parameter_count():
 
 
 def test_official_torch_benchmark_prints_its_figures():
+    pytest.importorskip("torch")
     result = subprocess.run(
         [
             sys.executable,
@@ -38,3 +39,26 @@ def test_official_torch_benchmark_prints_its_figures():
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["encoder_forward_backward"]["samples_per_s"] > 0
     assert 0 < figures["actclr_step_upper_bound_samples_per_s"]
+
+
+def test_run_quick_under_bfloat16_reports_every_figure():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--methods=skeletonclr",
+            "--precision=mixed_bfloat16",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["precision"] == "mixed_bfloat16"
+    assert figures["peak_gflops"] > 0
+    for name in ("encoder_forward", "encoder_forward_backward"):
+        assert figures[name]["samples_per_s"] > 0
+    step = figures["skeletonclr_train_step"]
+    assert step["traces"] == 1 and step["queue_size"] == 32768
