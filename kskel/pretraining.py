@@ -138,7 +138,9 @@ class PretrainConfig:
         "float32",
         "Keras dtype policy: float32, mixed_float16 (with loss scaling) or "
         "mixed_bfloat16. The networks compute in half precision; weights, "
-        "queue and loss stay float32. For GPUs; CPUs gain nothing.",
+        "queue and loss stay float32. For GPUs, and CPUs with bfloat16 units "
+        "(AVX-512 BF16, AMX: mixed_bfloat16 made the ActCLR step 1.3x faster, "
+        "benchmarks/README.md); other CPUs gain nothing.",
     )
     verbose: int = _field(
         1, "Keras progress output: 0 silent, 1 progress bar, 2 one line."

@@ -70,13 +70,13 @@ class MoCo(keras.Model):
         seed: int, seeds the queue initialisation.
 
     Precision: under a mixed policy (`--precision` of pretraining; for
-    GPUs, CPUs gain nothing) the query and key networks compute in float16
-    or bfloat16; their variables, the queue, the momentum update and all
-    loss maths stay float32 (outputs are cast on the way out). With
-    float16, compile with a `keras.optimizers.LossScaleOptimizer`:
-    `train_step` scales the loss with `optimizer.scale_loss` and
-    `apply_gradients` unscales (a no-op for an optimizer without loss
-    scale).
+    GPUs and CPUs with bfloat16 units) the query and key networks compute
+    in float16 or bfloat16; their variables, the queue, the momentum
+    update and all loss maths stay float32 (outputs are cast on the way
+    out). With float16, compile with a
+    `keras.optimizers.LossScaleOptimizer`: `train_step` scales the loss
+    with `optimizer.scale_loss` and `apply_gradients` unscales (a no-op for
+    an optimizer without loss scale).
     """
 
     def __init__(
