@@ -21,41 +21,36 @@ def test_official_encoder_has_the_official_parameter_count():
     assert tuple(outputs.shape) == (4, 128)
 
 
-def test_official_torch_benchmark_prints_its_figures():
-    pytest.importorskip("torch")
+def _last_json_line(module, *args):
+    """Runs `python -m module args` and parses its last output line."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.official_torch",
-            "--batch_size=4",
-            "--repeats=1",
-            "--threads=1",
-        ],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         check=True,
     )
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_official_torch_benchmark_prints_its_figures():
+    pytest.importorskip("torch")
+    figures = _last_json_line(
+        "benchmarks.official_torch",
+        "--batch_size=4",
+        "--repeats=1",
+        "--threads=1",
+    )
     assert figures["encoder_forward_backward"]["samples_per_s"] > 0
     assert 0 < figures["actclr_step_upper_bound_samples_per_s"]
 
 
 def test_run_quick_under_bfloat16_reports_every_figure():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--quick",
-            "--methods=skeletonclr",
-            "--precision=mixed_bfloat16",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    figures = _last_json_line(
+        "benchmarks.run",
+        "--quick",
+        "--methods=skeletonclr",
+        "--precision=mixed_bfloat16",
     )
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["precision"] == "mixed_bfloat16"
     assert figures["peak_gflops"] > 0
     for name in ("encoder_forward", "encoder_forward_backward"):
