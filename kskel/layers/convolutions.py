@@ -70,6 +70,7 @@ class TemporalConv2D(keras.layers.Conv2D):
         return (
             keras.backend.backend() == "tensorflow"
             and self.strides == (1, 1)
+            and in_channels is not None
             and in_channels >= MATMUL_FILTER_GRADIENT_CHANNELS
         )
 

@@ -36,6 +36,7 @@ class Dropout(keras.layers.Dropout):
             or not 0 < self.rate < 1
             or threshold is None
             or keras.backend.backend() != "tensorflow"
+            or not inputs.shape.rank  # a scalar or an unknown rank
         ):
             return super().call(inputs, training=training)
         return _tf_byte_dropout(

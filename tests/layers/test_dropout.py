@@ -112,3 +112,8 @@ def test_bfloat16_inputs_keep_their_dtype_and_scale():
     kept = y != 0
     assert abs(kept.mean() - 0.5) < _binomial_bound(0.5, kept.size)
     np.testing.assert_array_equal(y[kept], 2 * x[kept])
+
+
+def test_scalar_input_uses_keras_dropout():
+    y = Dropout(0.5, seed=4)(tf.constant(3.0), training=True)
+    assert float(y) in (0.0, 6.0)
