@@ -23,26 +23,29 @@ object. Needs PyTorch (`requirements-torch.txt`).
 
 import argparse
 import json
-import resource
 
 import numpy as np
 
 from benchmarks import flops
+from benchmarks.run import peak_memory_mb
 from benchmarks.run import timed
+from kskel.encoders import block_specs
 
-# (C_in, C_out, stride, residual) of the 10 blocks; FACTS.md 2.2.
-BLOCKS = (
-    (3, 16, 1, None),
-    (16, 16, 1, "identity"),
-    (16, 16, 1, "identity"),
-    (16, 16, 1, "identity"),
-    (16, 32, 2, "conv"),
-    (32, 32, 1, "identity"),
-    (32, 32, 1, "identity"),
-    (32, 64, 2, "conv"),
-    (64, 64, 1, "identity"),
-    (64, 256, 1, "conv"),
-)
+
+def official_blocks(in_channels=3, base_width=16, hidden_dim=256):
+    """(C_in, C_out, stride, residual) of the 10 blocks, FACTS.md 2.2:
+    residual None (block 0), "identity" or "conv" (1x1 conv + BN)."""
+    blocks, cin = [], in_channels
+    for cout, stride, residual in block_specs(base_width, hidden_dim):
+        if not residual:
+            kind = None
+        elif cin == cout and stride == 1:
+            kind = "identity"
+        else:
+            kind = "conv"
+        blocks.append((cin, cout, stride, kind))
+        cin = cout
+    return blocks
 
 
 def build_encoder(torch, joints=25, partitions=3, dropout=0.5):
@@ -94,13 +97,14 @@ def build_encoder(torch, joints=25, partitions=3, dropout=0.5):
                 "adjacency", torch.rand(partitions, joints, joints) / joints
             )
             self.data_bn = nn.BatchNorm1d(3 * joints)
+            blocks = official_blocks()
             self.blocks = nn.ModuleList(
                 Block(cin, cout, stride, residual, 0.0 if i == 0 else dropout)
-                for i, (cin, cout, stride, residual) in enumerate(BLOCKS)
+                for i, (cin, cout, stride, residual) in enumerate(blocks)
             )
             self.importance = nn.ParameterList(
                 nn.Parameter(torch.ones(partitions, joints, joints))
-                for _ in BLOCKS
+                for _ in blocks
             )
             self.fc = nn.Sequential(
                 nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 128)
@@ -168,9 +172,7 @@ def main():
         )
     bound = args.batch_size / (3 * forward_s + 3 * forward_backward_s)
     figures["actclr_step_upper_bound_samples_per_s"] = round(bound, 2)
-    figures["peak_memory_mb"] = round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
+    figures["peak_memory_mb"] = round(peak_memory_mb())
     print(f"ActCLR step, encoder passes alone: at most {bound:.2f} samples/s")
     print(json.dumps(figures))
 

@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from benchmarks import flops
+from kskel.pretraining import PRECISIONS
 
 METHODS = ("skeletonclr", "aimclr", "actclr")
 
@@ -144,6 +145,7 @@ def measure_step(method, data_dir, batch_size, repeats, peak, precision):
     from kskel.data import pipeline
     from kskel.optimizers import TorchSGD
     from kskel.pretraining import build_model
+    from kskel.pretraining import scaled_for_precision
     from kskel.pretraining import views_for_epoch
 
     config = _method_config(method, data_dir, batch_size)
@@ -161,10 +163,10 @@ def measure_step(method, data_dir, batch_size, repeats, peak, precision):
     model = build_model(config, (2, 50, 25, 3))
     if method == "actclr" and config.actclr_anchor == "dataset_mean":
         model.set_average_motion(np.mean(batches[0][0][-1].numpy(), axis=0))
-    optimizer = TorchSGD(0.1)
-    if precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    model.compile(
+        optimizer=scaled_for_precision(TorchSGD(0.1), precision),
+        jit_compile=config.jit_compile,
+    )
     traces = []
     train_step = model.train_step
 
@@ -218,7 +220,7 @@ def main():
     parser.add_argument(
         "--precision",
         default="float32",
-        choices=("float32", "mixed_bfloat16", "mixed_float16"),
+        choices=PRECISIONS,
         help="Keras dtype policy of every network.",
     )
     args = parser.parse_args()

@@ -478,6 +478,19 @@ def initialise_from(model, path):
             target.assign(keras.ops.copy(value))
 
 
+def scaled_for_precision(optimizer, precision):
+    """`optimizer`, wrapped in loss scaling under `mixed_float16`.
+
+    Small float16 gradients underflow without it; bfloat16 has float32's
+    exponent range and needs none.
+    """
+    import keras
+
+    if precision == "mixed_float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def run_pretraining(config, callbacks=()):
     """Pretrains as configured; returns `{"history": ..., "epochs": n}`.
 
@@ -565,9 +578,7 @@ def _pretrain(config, callbacks, strategy, write_dir):
             nesterov=config.nesterov,
             l2=config.weight_decay,
         )
-        if config.precision == "mixed_float16":
-            # Small float16 gradients underflow without loss scaling.
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = scaled_for_precision(optimizer, config.precision)
         # On JAX the step is always jitted (eager JAX runs op by op).
         model.compile(
             optimizer=optimizer,

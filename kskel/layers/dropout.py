@@ -36,7 +36,6 @@ class Dropout(keras.layers.Dropout):
             or not 0 < self.rate < 1
             or threshold is None
             or keras.backend.backend() != "tensorflow"
-            or not inputs.shape.rank  # a scalar or an unknown rank
         ):
             return super().call(inputs, training=training)
         return _tf_byte_dropout(
@@ -53,7 +52,8 @@ def _tf_byte_dropout(inputs, threshold, scale, seed_generator):
         tf.math.floormod(seed_generator.next(), tf.int32.max - 1), tf.int32
     )
     shape = tf.shape(inputs)
-    channels = inputs.shape[-1]
+    # A scalar or an unknown rank has no channel axis: flat draws.
+    channels = inputs.shape[-1] if inputs.shape.rank else None
     whole_draws = channels is not None and channels % 4 == 0
     if whole_draws:
         # Four channels per draw: no byte left over to slice off.

@@ -20,7 +20,6 @@ import pathlib
 
 import pytest
 
-from data_prep import synthetic
 from kskel.demo import evaluate
 
 FIXTURE = (
@@ -29,10 +28,6 @@ FIXTURE = (
     / "actclr_demo"
     / "query_network.keras"
 )
-# The demo's dataset: `--synthetic_samples=2000 --seed=0` of
-# configs/skeletonclr_demo.cfg.
-SAMPLES = 2000
-SEED = 0
 ENCODER = {"base_width": 8, "hidden_dim": 64}
 # 5 points of top-1 on the 300 test samples. The standard error of one
 # top-1 near 35 % there is about 2.8 points; the encoder and data are
@@ -43,12 +38,10 @@ pytestmark = pytest.mark.large
 
 
 @pytest.fixture(scope="module")
-def scores(tmp_path_factory):
+def scores(tmp_path_factory, demo_data_dir):
     root = tmp_path_factory.mktemp("demo_encoder")
-    data_dir = str(root / "synthetic")
-    synthetic.generate_dataset(data_dir, SAMPLES, seed=SEED)
     return {
-        name: evaluate(pretrained, data_dir, root / name, "joint", ENCODER)
+        name: evaluate(pretrained, demo_data_dir, root / name, "joint", ENCODER)
         for name, pretrained in (
             ("pretrained", str(FIXTURE)),
             ("random_init", None),

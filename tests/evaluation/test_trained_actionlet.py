@@ -17,7 +17,7 @@ import pathlib
 
 import pytest
 
-from data_prep import synthetic
+from kskel.data import schema
 from kskel.evaluation.localisation import actionlet_scores
 from kskel.flag_config import config_from_flagfile
 from kskel.pretraining import PretrainConfig
@@ -31,9 +31,6 @@ FIXTURE = (
     / "actclr_actionlet"
     / "key_network.keras"
 )
-# The demo's dataset (configs/skeletonclr_demo.cfg).
-SAMPLES = 2000
-SEED = 0
 # ROC-AUC 0.5 is chance. The encoder and data are fixed, so the floor
 # guards against a regression of the actionlet maths, not sampling noise.
 MIN_AUC = 0.6
@@ -42,20 +39,21 @@ pytestmark = pytest.mark.large
 
 
 @pytest.fixture(scope="module")
-def scores(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("actionlet") / "synthetic")
-    synthetic.generate_dataset(data_dir, SAMPLES, seed=SEED)
+def scores(demo_data_dir):
     config = config_from_flagfile(
         PretrainConfig,
         "configs/actclr_demo.cfg",
-        data_dir=data_dir,
+        data_dir=demo_data_dir,
         model_dir="-",
         init_from="",
     )
-    model = build_model(config, (2, 50, 25, 3))
+    manifest = schema.load_manifest(demo_data_dir)
+    model = build_model(config, schema.sample_shape(manifest))
     initialise_from(model, str(FIXTURE))
-    model.set_average_motion(training_average_motion(config, "ntu25"))
-    return actionlet_scores(model, data_dir, "test")
+    model.set_average_motion(
+        training_average_motion(config, manifest["layout"])
+    )
+    return actionlet_scores(model, demo_data_dir, "test")
 
 
 def test_actionlet_is_neither_collapsed_nor_saturated(scores):
