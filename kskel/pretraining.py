@@ -97,11 +97,22 @@ class PretrainConfig:
     )
     actclr_topk: int = _field(8192, "ActCLR: mined queue entries.")
     actclr_mask_threshold: float = _field(
-        0.1,
+        0.3,
         "ActCLR actionlet: t in (0, 1] makes cells at >= t of each body's "
         "peak 1 and lower ones proportional (the paper thresholds, Eq. 5); "
         "0 scales the activation map by 1e8 and clips (official code: "
         "saturates).",
+    )
+    actclr_gradient_activation: str = _field(
+        "relu",
+        "ActCLR actionlet channel weights: 'relu' (paper Eq. 4: mean of the "
+        "ReLU of the gradient) or 'none' (official code: mean gradient).",
+    )
+    actclr_mask_smoothing: str = _field(
+        "adjacency",
+        "ActCLR actionlet smoothing over joints: 'adjacency' (paper Eq. 5: "
+        "mean over graph neighbours) or 'body_part' (official code: mean "
+        "over the body part).",
     )
     tau_q: float = _field(0.1, "ActCLR query-side temperature.")
     tau_k: float = _field(0.04, "ActCLR key-side temperature.")
@@ -217,6 +228,16 @@ class PretrainConfig:
                 "actclr_query_similarity",
                 "'cosine' or 'squared'",
             ),
+            (
+                self.actclr_gradient_activation in ("relu", "none"),
+                "actclr_gradient_activation",
+                "'relu' or 'none'",
+            ),
+            (
+                self.actclr_mask_smoothing in ("adjacency", "body_part"),
+                "actclr_mask_smoothing",
+                "'adjacency' or 'body_part'",
+            ),
             (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
             (self.steps_per_epoch >= 0, "steps_per_epoch", ">= 0"),
             (self.verbose in (0, 1, 2), "verbose", "0, 1 or 2"),
@@ -296,6 +317,8 @@ def build_model(config, view_shape):
         safp_mix=config.safp_mix,
         query_similarity=config.actclr_query_similarity,
         mask_threshold=config.actclr_mask_threshold,
+        gradient_activation=config.actclr_gradient_activation,
+        mask_smoothing=config.actclr_mask_smoothing,
         **common,
     )
 
@@ -654,6 +677,8 @@ def _pretrain(config, callbacks, strategy, write_dir):
 SETTINGS_BEFORE_THEIR_FLAG = {
     "actclr_query_similarity": "squared",
     "actclr_mask_threshold": 0.0,
+    "actclr_gradient_activation": "none",
+    "actclr_mask_smoothing": "body_part",
 }
 
 

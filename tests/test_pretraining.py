@@ -68,6 +68,8 @@ def _config(data_dir, model_dir, **overrides):
         ({"queue_init": "warm"}, "--queue_init"),
         ({"actclr_query_similarity": "dot"}, "--actclr_query_similarity"),
         ({"actclr_mask_threshold": -0.1}, "--actclr_mask_threshold"),
+        ({"actclr_gradient_activation": "abs"}, "--actclr_gradient_activation"),
+        ({"actclr_mask_smoothing": "graph"}, "--actclr_mask_smoothing"),
     ],
 )
 def test_bad_flags_are_named(tmp_path, overrides, flag):
@@ -77,18 +79,26 @@ def test_bad_flags_are_named(tmp_path, overrides, flag):
 
 
 def test_runs_saved_before_a_flag_keep_the_official_behaviour(tmp_path):
+    from kskel.pretraining import SETTINGS_BEFORE_THEIR_FLAG
     from kskel.pretraining import load_config
 
     config = dataclasses.asdict(_config(str(tmp_path), tmp_path))
-    del config["actclr_mask_threshold"], config["actclr_query_similarity"]
+    official = SETTINGS_BEFORE_THEIR_FLAG
+    for name in official:
+        del config[name]
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = load_config(str(tmp_path))
     assert loaded.actclr_mask_threshold == 0.0
     assert loaded.actclr_query_similarity == "squared"
-    # Today's defaults apply to new runs only.
+    assert loaded.actclr_gradient_activation == "none"
+    assert loaded.actclr_mask_smoothing == "body_part"
+    # Today's defaults apply to new runs only: the paper's.
     fresh = _config(str(tmp_path), tmp_path)
-    assert fresh.actclr_mask_threshold == 0.1
+    assert fresh.actclr_mask_threshold == 0.3
     assert fresh.actclr_query_similarity == "cosine"
+    assert fresh.actclr_gradient_activation == "relu"
+    assert fresh.actclr_mask_smoothing == "adjacency"
+    assert all(getattr(fresh, name) != official[name] for name in official)
 
 
 def test_unknown_split_and_oversized_batch(data_dir, tmp_path):

@@ -340,8 +340,9 @@ def actionlet_scores(model, data_dir, split, batch_size=64, threshold=0.5):
     Returns:
         dict: the scores of `score_actionlets` plus `speed_baseline` (the
         same scores of `speed_actionlet`), `split`, `data_dir`,
-        `num_samples`, `stream`, `anchor`, `mask_axis`, `cells` (T') and
-        `frames_per_cell`.
+        `num_samples`, `stream`, and the model's `anchor`, `mask_axis`,
+        `gradient_activation`, `mask_smoothing` and `mask_threshold`,
+        `cells` (T') and `frames_per_cell`.
 
     Raises:
         KskelError: not an ActCLR model, a dataset without ground truth,
@@ -384,6 +385,9 @@ def actionlet_scores(model, data_dir, split, batch_size=64, threshold=0.5):
             "stream": model.stream,
             "anchor": model.anchor,
             "mask_axis": model.mask_axis,
+            "gradient_activation": model.gradient_activation,
+            "mask_smoothing": model.mask_smoothing,
+            "mask_threshold": model.mask_threshold,
             "cells": int(actionlet.shape[2]),
             "frames_per_cell": FRAMES_PER_CELL,
         }

@@ -130,6 +130,8 @@ class ActCLR(MoCo):
     | AdaIN, joint | Eq. 6 | bone lengths (2 ways) | `ske_trans_mode` |
     | AdaIN, other streams | Eq. 6 | motion Eq. 6, bone lengths | `stream` |
     | Offline feature | SAFP | 0.5 GAP + 0.5 SAFP | `safp_mix` |
+    | Eq. 4 gradient | sigma | none | `gradient_activation` |
+    | Eq. 5 smoothing | adjacency G | body-part mean | `mask_smoothing` |
     | Eq. 5 activation | sigma, threshold | relu, x1e8, clip | `mask_*` |
     | Similarity mining | whole bank | top 8192, 0.95 filter | `topk` |
     | Query similarity, Eq. 9 | cosine | squared cosine | `query_similarity` |
@@ -151,10 +153,16 @@ class ActCLR(MoCo):
     - query_similarity: "squared" (official, default: `(q . m)^2`, so a
       queue entry opposite the query counts as similar) or "cosine"
       (paper Eq. 9: `q . m`, as on the key side).
+    - gradient_activation: "none" (official, default) or "relu" (paper
+      Eq. 4: a ReLU on the gradient before it is averaged into channel
+      weights).
+    - mask_smoothing: "body_part" (official, default: each joint takes its
+      body part's mean) or "adjacency" (paper Eq. 5: the mean over the
+      joint's graph neighbours and itself).
 
     Not flags (official behaviour kept): MATS masks come from the query
-    network on im_q / im_p (the paper says the offline encoder), no
-    activation on the gradient in Eq. 4, three KL terms and no InfoNCE.
+    network on im_q / im_p (the paper says the offline encoder), three KL
+    terms and no InfoNCE.
 
     Args:
         anchor: "batch_mean" (official: the per-replica batch mean of
@@ -182,6 +190,10 @@ class ActCLR(MoCo):
             the GAP one. Defaults to 0.5.
         query_similarity: "squared" or "cosine": the query side of the
             similarity-mining softmax. Defaults to "squared".
+        gradient_activation: "none" or "relu"; see
+            `actionlet.actionlet_mask`. Defaults to "none".
+        mask_smoothing: "body_part" or "adjacency"; see
+            `actionlet.smooth_joints`. Defaults to "body_part".
         queue_size: int. Defaults to 65536 (the official ActCLR K).
         key_init: as `MoCo`. Defaults to "copy": the official phase 2
             starts both encoders from the same (AimCLR) weights.
@@ -206,6 +218,8 @@ class ActCLR(MoCo):
         mask_threshold=0.0,
         safp_mix=0.5,
         query_similarity="squared",
+        gradient_activation="none",
+        mask_smoothing="body_part",
         queue_size=65536,
         key_init="copy",
         **kwargs,
@@ -218,6 +232,12 @@ class ActCLR(MoCo):
         )
         _check_choice("stream", stream, skeleton_mix.STREAM_MODES)
         _check_choice("query_similarity", query_similarity, QUERY_SIMILARITIES)
+        _check_choice(
+            "gradient_activation",
+            gradient_activation,
+            actionlet.GRADIENT_ACTIVATIONS,
+        )
+        _check_choice("mask_smoothing", mask_smoothing, actionlet.SMOOTHINGS)
         for name, value in (
             ("topk", topk),
             ("tau_q", tau_q),
@@ -254,6 +274,8 @@ class ActCLR(MoCo):
         self.mask_threshold = float(mask_threshold)
         self.safp_mix = float(safp_mix)
         self.query_similarity = query_similarity
+        self.gradient_activation = gradient_activation
+        self.mask_smoothing = mask_smoothing
         self.layout = get_layout(self.query.encoder.layout)
         self.mix_seed = keras.random.SeedGenerator(self.seed, name="mix_seed")
         if anchor == "dataset_mean":
@@ -324,6 +346,8 @@ class ActCLR(MoCo):
             mask_axis=self.mask_axis,
             scale=self.mask_scale,
             threshold=self.mask_threshold,
+            gradient_activation=self.gradient_activation,
+            smoothing=self.mask_smoothing,
         )
         return h, mask
 
@@ -441,6 +465,8 @@ class ActCLR(MoCo):
                 "mask_threshold": self.mask_threshold,
                 "safp_mix": self.safp_mix,
                 "query_similarity": self.query_similarity,
+                "gradient_activation": self.gradient_activation,
+                "mask_smoothing": self.mask_smoothing,
             }
         )
         return config

@@ -9,11 +9,16 @@ The actionlet is a soft (mostly binary) mask over the encoder's output grid
 2. `g = d(1 - s) / dh` (the gradient with respect to a stop-gradient copy
    of h only, `steps.input_gradient`, so no model weight, gradient
    accumulator or optimizer slot is touched);
-   `alpha_c = mean_{T',V} g`.
-3. `cam = relu(mean_c(alpha_c h)) * scale`, each joint replaced by the mean
-   of its body part (per time step), clipped to [0, 1]. With a `threshold`
-   t instead, the part-averaged map is divided by t times its peak over
-   each body's grid, then clipped: cells at >= t of the peak are 1.
+   `alpha_c = mean_{T',V} sigma(g)`, sigma the identity (official code) or
+   a ReLU (paper Eq. 4, `gradient_activation="relu"`).
+3. `cam = relu(mean_c(alpha_c h))`, smoothed over the joints: each joint
+   replaced by the mean of its body part (official code) or by the mean
+   over its graph neighbours and itself (paper Eq. 5's `A G`,
+   `smoothing="adjacency"`), per time step. Then `cam * scale` clipped to
+   [0, 1] (official), or with a `threshold` t the map divided by t times
+   its peak over each body's grid, then clipped: cells at >= t of the
+   peak are 1. The paper's sum over channels differs from the mean by the
+   constant C, which the peak-relative threshold ignores.
 
 `mats_mix` blends two views with the time-upsampled mask (motion-adaptive
 transformation, Eq. 7) and `mixed_key_weights` gives the per-sample weights
@@ -37,6 +42,8 @@ from kskel.models.steps.input_gradient import input_gradient
 
 MASK_AXES = ("feature", "head_collapse")
 KC_MODES = ("per_sample", "v2023_broadcast")
+GRADIENT_ACTIVATIONS = ("none", "relu")
+SMOOTHINGS = ("body_part", "adjacency")
 
 
 @functools.cache
@@ -65,6 +72,39 @@ def body_part_mean(cam, layout):
         float tensor (..., V), constant over each body part.
     """
     return ops.einsum("...w,vw->...v", cam, part_average_matrix(layout))
+
+
+@functools.cache
+def adjacency_smoothing_matrix(layout):
+    """(V, V) float32 G with `(cam @ G)[v]` = mean of cam over v's neighbours.
+
+    The paper's "adjacency matrix for importance smoothing" (Eq. 5), taken
+    as the encoder's own normalised adjacency with self-loops (the sum of
+    the spatial partitions, `(A + I) D^-1`): each column sums to 1, so
+    joint v gets the mean of itself and the joints it is linked to.
+    """
+    return np.sum(get_layout(layout).adjacency(), axis=0, dtype=np.float32)
+
+
+def smooth_joints(cam, layout, smoothing="body_part"):
+    """Spreads an activation map over neighbouring joints.
+
+    Args:
+        cam: float tensor (..., V).
+        layout: layout name or `SkeletonLayout`.
+        smoothing: "body_part" (official code: `body_part_mean`) or
+            "adjacency" (paper Eq. 5: `adjacency_smoothing_matrix`).
+
+    Returns:
+        float tensor (..., V).
+    """
+    if smoothing == "body_part":
+        return body_part_mean(cam, layout)
+    if smoothing == "adjacency":
+        return ops.einsum("...w,wv->...v", cam, adjacency_smoothing_matrix(layout))
+    raise ValueError(
+        f"smoothing must be one of {SMOOTHINGS}. Received: smoothing={smoothing}"
+    )
 
 
 def anchor_similarity(z, anchor, mask_axis="feature"):
@@ -103,6 +143,8 @@ def actionlet_mask(
     mask_axis="feature",
     scale=1e8,
     threshold=0.0,
+    gradient_activation="none",
+    smoothing="body_part",
 ):
     """The difference activation map of h against the anchor, in [0, 1].
 
@@ -120,6 +162,10 @@ def actionlet_mask(
             each body's map by t times its peak instead (the map's own
             magnitude depends on the network: the demo encoder's peak
             near 6e-6, so x1e8 saturates it). Defaults to 0.
+        gradient_activation: "none" (official code) or "relu" (paper Eq.
+            4: only feature increases that lower the similarity count
+            towards a channel's weight). Defaults to "none".
+        smoothing: see `smooth_joints`. Defaults to "body_part".
 
     Returns:
         float32 tensor (N * M, T', V) without gradient.
@@ -132,8 +178,16 @@ def actionlet_mask(
 
     # Only h is a source: weights get no gradient, the optimizer is unused.
     grad = input_gradient(distance, h)
+    if gradient_activation == "relu":
+        grad = ops.relu(grad)
+    elif gradient_activation != "none":
+        raise ValueError(
+            f"gradient_activation must be one of {GRADIENT_ACTIVATIONS}. "
+            f"Received: gradient_activation={gradient_activation}"
+        )
     alpha = ops.mean(grad, axis=(1, 2), keepdims=True)
-    cam = body_part_mean(ops.relu(ops.mean(alpha * h, axis=-1)), layout)
+    cam = ops.relu(ops.mean(alpha * h, axis=-1))
+    cam = smooth_joints(cam, layout, smoothing)
     return ops.stop_gradient(activation_to_mask(cam, scale, threshold))
 
 

@@ -209,6 +209,12 @@ def test_actionlet_scores_of_an_actclr_model(actclr, synthetic_dir):
     assert scores["num_samples"] == test_size["num_samples"]
     assert scores["cells"] == 13 and scores["stream"] == "joint"
     assert scores["anchor"] == "dataset_mean"
+    # The paper's actionlet is the pretraining CLI's default.
+    assert (scores["gradient_activation"], scores["mask_smoothing"]) == (
+        "relu",
+        "adjacency",
+    )
+    assert scores["mask_threshold"] == 0.3
     assert 0.0 <= scores["actionlet_mean"] <= 1.0
     for level in ("cell", "joint"):
         for key in ("iou", "auc"):

@@ -98,6 +98,8 @@ def test_similarity_kl_matches_numpy(rng):
         ({"safp_mix": 1.5}, "safp_mix"),
         ({"query_similarity": "dot"}, "query_similarity"),
         ({"mask_threshold": 1.5}, "mask_threshold"),
+        ({"gradient_activation": "abs"}, "gradient_activation"),
+        ({"mask_smoothing": "graph"}, "mask_smoothing"),
         ({"input_shape": (2, 3, 25, 3)}, "frames"),
     ],
 )
@@ -232,6 +234,8 @@ def test_get_config_round_trip(tmp_path):
         safp_mix=0.75,
         query_similarity="cosine",
         mask_threshold=0.25,
+        gradient_activation="relu",
+        mask_smoothing="adjacency",
         seed=3,
     )
     config = model.get_config()
@@ -240,6 +244,10 @@ def test_get_config_round_trip(tmp_path):
     assert (clone.stream, clone.topk, clone.safp_mix) == ("bone", 32, 0.75)
     assert clone.query_similarity == "cosine"
     assert clone.mask_threshold == 0.25
+    assert (clone.gradient_activation, clone.mask_smoothing) == (
+        "relu",
+        "adjacency",
+    )
     model.set_average_motion(np.full(VIEW, 0.5, "float32"))
     path = tmp_path / "actclr.keras"
     model.save(path)

@@ -27,6 +27,106 @@ def test_body_part_mean_is_constant_over_each_part(rng):
         )
 
 
+def test_adjacency_smoothing_is_the_mean_over_each_joints_neighbours(rng):
+    cam = rng.uniform(size=(3, 4, 25)).astype("float32")
+    out = np.asarray(actionlet.smooth_joints(cam, "ntu25", "adjacency"))
+    neighbours = {v: {v} for v in range(25)}
+    for child, parent in NTU25.edges:
+        neighbours[child].add(parent)
+        neighbours[parent].add(child)
+    for v, closed in neighbours.items():
+        np.testing.assert_allclose(
+            out[..., v], cam[..., sorted(closed)].mean(-1), rtol=1e-5
+        )
+    # Joint 21 (0-based 20, spine) has 4 neighbours; a hand end has 1.
+    assert len(neighbours[20]) == 5 and len(neighbours[23]) == 2
+    with pytest.raises(ValueError, match="smoothing"):
+        actionlet.smooth_joints(cam, "ntu25", "graph")
+
+
+def _paper_actionlet(h, weights, anchor, gradient_activation, smoothing):
+    """Eq. 3-5 in NumPy for `project(h) = mean_{T',V}(h) @ weights`.
+
+    d(1 - s)/dz_n with s = mean_n cos(z_n, a) is
+    `-(a_hat - cos_n z_hat_n) / (N |z_n|)`, and GAP spreads it evenly over
+    the T' x V cells, so the gradient is the same in every cell.
+    """
+    n, cells, joints, _ = h.shape
+    z = h.mean(axis=(1, 2)) @ weights
+    norm = np.linalg.norm(z, axis=1, keepdims=True)
+    z_hat, a_hat = z / norm, anchor / np.linalg.norm(anchor)
+    cos = (z_hat * a_hat).sum(1, keepdims=True)
+    dz = -(a_hat - cos * z_hat) / (n * norm)
+    grad = (dz @ weights.T) / (cells * joints)  # (N, F), every cell
+    if gradient_activation == "relu":
+        grad = np.maximum(grad, 0.0)
+    cam = np.maximum(np.einsum("nf,ntvf->ntv", grad, h) / h.shape[-1], 0.0)
+    if smoothing == "adjacency":
+        return cam @ actionlet.adjacency_smoothing_matrix("ntu25")
+    return np.asarray(actionlet.body_part_mean(cam, "ntu25"))
+
+
+@pytest.mark.parametrize("gradient_activation", ["none", "relu"])
+@pytest.mark.parametrize("smoothing", ["body_part", "adjacency"])
+def test_actionlet_mask_matches_the_equations(
+    rng, gradient_activation, smoothing
+):
+    h = rng.uniform(size=(3, 4, 25, 6)).astype("float32")
+    weights = rng.normal(size=(6, 5)).astype("float32")
+    anchor = rng.normal(size=(1, 5)).astype("float32")
+    cam = _paper_actionlet(h, weights, anchor, gradient_activation, smoothing)
+    assert (cam.max(axis=(1, 2)) > 0).all()
+    mask = actionlet.actionlet_mask(
+        tf.constant(h),
+        lambda f: tf.reduce_mean(f, axis=(1, 2)) @ weights,
+        tf.constant(anchor),
+        "ntu25",
+        threshold=0.3,
+        gradient_activation=gradient_activation,
+        smoothing=smoothing,
+    )
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    expected = np.clip(cam / (0.3 * peak), 0.0, 1.0)
+    np.testing.assert_allclose(np.asarray(mask), expected, atol=1e-5)
+
+
+def test_relu_on_the_gradient_ignores_channels_that_raise_similarity():
+    # z = GAP(h) = (0.6, 0.6) against the anchor (0, 1): raising channel 0
+    # lowers the cosine (gradient g > 0 on it), raising channel 1 raises it
+    # (-g). Joint 0 (trunk) is high on channel 0, joint 8 (a hand) on 1.
+    h = np.full((1, 1, 25, 2), 0.5, "float32")
+    h[0, 0, 0] = (3.0, 0.5)
+    h[0, 0, 8] = (0.5, 3.0)
+    anchor = tf.constant([[0.0, 1.0]])
+
+    def mask(gradient_activation):
+        return np.asarray(
+            actionlet.actionlet_mask(
+                tf.constant(h),
+                lambda f: tf.reduce_mean(f, axis=(1, 2)),
+                anchor,
+                "ntu25",
+                threshold=1.0,  # the map over its peak
+                gradient_activation=gradient_activation,
+            )
+        )[0, 0]
+
+    trunk = list(NTU25.body_parts[0])
+    rest = [v for v in range(25) if v not in trunk]
+    # Official: cam_v = relu(g (h_v0 - h_v1) / 2): joint 0 only, 1.25 g,
+    # which the trunk's mean spreads over its 5 joints; the rest cancel.
+    official = mask("none")
+    np.testing.assert_allclose(official[trunk], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(official[rest], 0.0, atol=1e-6)
+    # Paper: channel 1 gets weight 0, cam_v = g h_v0 / 2: the trunk's mean
+    # (1.5 + 4 x 0.25) / 5 = 0.5 g is the peak, every other part 0.25 g.
+    paper = mask("relu")
+    np.testing.assert_allclose(paper[trunk], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(paper[rest], 0.5, rtol=1e-5)
+    with pytest.raises(ValueError, match="gradient_activation"):
+        mask("abs")
+
+
 def test_upsampling_13_to_50_is_linear_with_align_corners(rng):
     mask = rng.uniform(size=(2, 13, 25)).astype("float32")
     up = np.asarray(actionlet.upsample_time(tf.constant(mask), 50))
