@@ -3,7 +3,9 @@
 Usage:
     python -m kskel.visualize --pretrained=MODEL_DIR --data_dir=DIR \\
         --split=test --model_dir=OUT [--logits_from=EVAL_OUT] \\
-        [--max_points=1000] [--num_samples=4] [--threshold=0.5]
+        [--max_points=1000] [--num_samples=4] [--threshold=0.5] \\
+        [--gradient_activation=relu] [--mask_smoothing=adjacency] \\
+        [--mask_threshold=0.3]
 
 `--pretrained` is the `--model_dir` of a `python -m kskel.pretrain` run
 (its `config.json` and latest checkpoint). Written to `--model_dir`:
@@ -20,6 +22,11 @@ Usage:
   anchor) and, on a dataset with ground-truth actionlets (the synthetic
   one), `actionlet_scores.json` (`kskel.evaluation.localisation`);
 - `logs/`: every PNG as a TensorBoard image summary.
+
+The actionlet is computed as the run was trained (its `config.json`);
+`--gradient_activation`, `--mask_smoothing` and `--mask_threshold`
+compute it another way from the same key network, to compare the paper's
+and the official forms on one run.
 
 All files are written atomically; every flag is checked before any data is
 read. Every directory may be remote (`gs://`, or `s3://` / `hdfs://` with
@@ -44,6 +51,10 @@ from kskel.flag_config import define_flags
 LOGITS = knn_eval.TEST_LOGITS
 LABELS = knn_eval.TEST_LABELS
 SCORES = "actionlet_scores.json"
+# As kskel.models.actionlet's, without importing Keras before the flags
+# are checked.
+GRADIENT_ACTIVATIONS = ("relu", "none")
+SMOOTHINGS = ("adjacency", "body_part")
 
 
 def _field(default, help_text):
@@ -79,6 +90,23 @@ class VisualizeConfig:
         0.5, "ActCLR localisation: actionlet values >= threshold are on."
     )
     seed: int = _field(0, "Seed of the t-SNE subset and embedding.")
+    gradient_activation: str = _field(
+        "",
+        "ActCLR actionlet: 'relu' (paper) or 'none' (official) instead of "
+        "the run's --actclr_gradient_activation; empty keeps the run's.",
+    )
+    mask_smoothing: str = _field(
+        "",
+        "ActCLR actionlet: 'adjacency' (paper) or 'body_part' (official) "
+        "instead of the run's --actclr_mask_smoothing; empty keeps the "
+        "run's.",
+    )
+    mask_threshold: float = _field(
+        -1.0,
+        "ActCLR actionlet: a threshold in [0, 1] instead of the run's "
+        "--actclr_mask_threshold (0: the official x1e8 scale); -1 keeps the "
+        "run's.",
+    )
 
     def validate(self):
         """Raises `KskelError` naming the first bad flag; returns self."""
@@ -92,6 +120,21 @@ class VisualizeConfig:
             (self.num_samples >= 0, "num_samples", ">= 0"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (0 < self.threshold < 1, "threshold", "in (0, 1)"),
+            (
+                self.gradient_activation in ("",) + GRADIENT_ACTIVATIONS,
+                "gradient_activation",
+                f"empty or one of {GRADIENT_ACTIVATIONS}",
+            ),
+            (
+                self.mask_smoothing in ("",) + SMOOTHINGS,
+                "mask_smoothing",
+                f"empty or one of {SMOOTHINGS}",
+            ),
+            (
+                self.mask_threshold == -1 or 0 <= self.mask_threshold <= 1,
+                "mask_threshold",
+                "-1 (the run's) or in [0, 1]",
+            ),
         ]
         raise_first_failure(self, checks)
         for name in ("pretrained", "data_dir", "model_dir", "logits_from"):
@@ -154,6 +197,7 @@ def run_visualization(config):
     actclr = pretrain.method == "actclr"
     if actclr:  # Includes the layout and channel checks.
         check_actclr(model, manifest, source)
+        _override_actionlet(model, config)
     else:
         check_compatible(model.query, manifest, source)
     out = config.model_dir
@@ -174,6 +218,16 @@ def run_visualization(config):
     step = int(ops.convert_to_numpy(model.epoch))
     plots.log_images_to_tensorboard(fileio.join(out, "logs"), images, step)
     return {"images": images, "scores": scores}
+
+
+def _override_actionlet(model, config):
+    """Computes the actionlet with the flags' forms where they are given."""
+    if config.gradient_activation:
+        model.gradient_activation = config.gradient_activation
+    if config.mask_smoothing:
+        model.mask_smoothing = config.mask_smoothing
+    if config.mask_threshold != -1:
+        model.mask_threshold = float(config.mask_threshold)
 
 
 def _load_logits(logits_from, manifest):

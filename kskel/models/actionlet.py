@@ -101,9 +101,11 @@ def smooth_joints(cam, layout, smoothing="body_part"):
     if smoothing == "body_part":
         return body_part_mean(cam, layout)
     if smoothing == "adjacency":
-        return ops.einsum("...w,wv->...v", cam, adjacency_smoothing_matrix(layout))
+        smoothing_matrix = adjacency_smoothing_matrix(layout)
+        return ops.einsum("...w,wv->...v", cam, smoothing_matrix)
     raise ValueError(
-        f"smoothing must be one of {SMOOTHINGS}. Received: smoothing={smoothing}"
+        f"smoothing must be one of {SMOOTHINGS}. "
+        f"Received: smoothing={smoothing}"
     )
 
 

@@ -256,6 +256,48 @@ def _config(run_dir, data_dir, out, **overrides):
     return dataclasses.replace(config, **overrides)
 
 
+def test_visualize_scores_other_actionlet_forms_of_one_run(
+    actclr_run, tmp_path
+):
+    from kskel.models import actionlet
+    from kskel.visualize import GRADIENT_ACTIVATIONS
+    from kskel.visualize import SMOOTHINGS
+    from kskel.visualize import run_visualization
+
+    assert set(GRADIENT_ACTIVATIONS) == set(actionlet.GRADIENT_ACTIVATIONS)
+    assert set(SMOOTHINGS) == set(actionlet.SMOOTHINGS)
+    data_dir, run_dir = actclr_run
+    run = run_visualization(_config(run_dir, data_dir, tmp_path / "run"))
+    own = run["scores"]
+    # The run was trained with the CLI's defaults, the paper's forms.
+    assert (own["gradient_activation"], own["mask_smoothing"]) == (
+        "relu",
+        "adjacency",
+    )
+    official = run_visualization(
+        _config(
+            run_dir,
+            data_dir,
+            tmp_path / "official",
+            gradient_activation="none",
+            mask_smoothing="body_part",
+            mask_threshold=0.0,
+        )
+    )["scores"]
+    assert (official["gradient_activation"], official["mask_smoothing"]) == (
+        "none",
+        "body_part",
+    )
+    assert official["mask_threshold"] == 0.0
+    assert official["actionlet_mean"] != own["actionlet_mean"]
+    # Cells are on from 0.3 of each body's peak; from the peak, fewer are.
+    peak = run_visualization(
+        _config(run_dir, data_dir, tmp_path / "peak", mask_threshold=1.0)
+    )["scores"]
+    assert peak["mask_threshold"] == 1.0
+    assert 0 < peak["actionlet_mean"] < own["actionlet_mean"]
+
+
 def test_visualize_errors(actclr_run, tmp_path):
     from kskel.data import schema
     from kskel.visualize import run_visualization
@@ -286,6 +328,9 @@ def test_visualize_errors(actclr_run, tmp_path):
         ({"split": "dev"}, "--split=dev"),
         ({"max_points": 3}, "--max_points"),
         ({"logits_from": str(tmp_path)}, "no test_logits.npy"),
+        ({"gradient_activation": "abs"}, "--gradient_activation"),
+        ({"mask_smoothing": "graph"}, "--mask_smoothing"),
+        ({"mask_threshold": 1.5}, "--mask_threshold"),
     ]
     for overrides, match in cases:
         config = _config(run_dir, data_dir, out, **overrides)
