@@ -27,7 +27,14 @@ import numpy as np
 METHODS = {
     "skeletonclr": {},
     "aimclr": {"mining_epoch": 0, "topk": 2},
-    "actclr": {"topk": 16, "anchor": "batch_mean"},
+    # The paper's actionlet, as the pretraining CLI's defaults.
+    "actclr": {
+        "topk": 16,
+        "anchor": "batch_mean",
+        "gradient_activation": "relu",
+        "mask_smoothing": "adjacency",
+        "mask_threshold": 0.3,
+    },
 }
 VIEWS = {"skeletonclr": 2, "aimclr": 3, "actclr": 4}
 VIEW = (2, 16, 25, 3)

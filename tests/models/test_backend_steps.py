@@ -21,7 +21,9 @@ are held to the generic step alone). The key network's EMA, the queue and
 the batch-norm statistics agree to ~1e-5. The initial weights are seeded
 (`backend_step.build`); measured with them, run alone, JAX / PyTorch are
 2.9e-5 / 8.1e-5 (SkeletonCLR), 1.1e-5 / 7.0e-5 (AimCLR) and 1.6e-5 /
-5.0e-5 (ActCLR) of the update away from the generic step.
+5.0e-5 (ActCLR, with the official actionlet forms then; the step now
+uses the paper's, the pretraining CLI's defaults) of the update away
+from the generic step.
 """
 
 import importlib.util
