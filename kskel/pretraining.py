@@ -454,7 +454,7 @@ def _check_resumable(config):
         return
     with fileio.open_file(path) as file:
         saved = json.load(file)
-    fixed = (
+    fixed = [
         "method",
         "stream",
         "feature_dim",
@@ -462,9 +462,17 @@ def _check_resumable(config):
         "base_width",
         "hidden_dim",
         "queue_size",
-    )
+    ]
+    if config.method == "actclr":
+        # Resuming with another anchor or actionlet would train one run
+        # two ways and record only the second in config.json.
+        fixed += list(ACTCLR_ACTIONLET_SETTINGS)
     current = dataclasses.asdict(config)
-    changed = [k for k in fixed if saved.get(k) != current[k]]
+    changed = [
+        k
+        for k in fixed
+        if saved.get(k, SETTINGS_BEFORE_THEIR_FLAG.get(k)) != current[k]
+    ]
     # Loss scaling adds optimizer state that the checkpoint must match.
     if (saved.get("precision") == "mixed_float16") != (
         config.precision == "mixed_float16"
@@ -674,6 +682,13 @@ def _pretrain(config, callbacks, strategy, write_dir):
     return {"history": history, "epochs": int(completed.numpy())}
 
 
+ACTCLR_ACTIONLET_SETTINGS = (
+    "actclr_anchor",
+    "actclr_mask_axis",
+    "actclr_mask_threshold",
+    "actclr_gradient_activation",
+    "actclr_mask_smoothing",
+)
 SETTINGS_BEFORE_THEIR_FLAG = {
     "actclr_query_similarity": "squared",
     "actclr_mask_threshold": 0.0,

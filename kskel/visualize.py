@@ -200,6 +200,7 @@ def run_visualization(config):
         _override_actionlet(model, config)
     else:
         check_compatible(model.query, manifest, source)
+        _check_no_actionlet_flags(config, pretrain.method)
     out = config.model_dir
     fileio.makedirs(out)
     images = {"tsne": _draw_tsne(model, pretrain, manifest, config)}
@@ -218,6 +219,24 @@ def run_visualization(config):
     step = int(ops.convert_to_numpy(model.epoch))
     plots.log_images_to_tensorboard(fileio.join(out, "logs"), images, step)
     return {"images": images, "scores": scores}
+
+
+def _check_no_actionlet_flags(config, method):
+    """Refuses actionlet flags for a run without an actionlet."""
+    given = [
+        name
+        for name, unset in (
+            ("gradient_activation", ""),
+            ("mask_smoothing", ""),
+            ("mask_threshold", -1.0),
+        )
+        if getattr(config, name) != unset
+    ]
+    if given:
+        raise KskelError(
+            f"--{given[0]}: only an ActCLR run has an actionlet; "
+            f"--pretrained={config.pretrained} is a {method} run."
+        )
 
 
 def _override_actionlet(model, config):

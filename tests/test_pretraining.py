@@ -101,6 +101,36 @@ def test_runs_saved_before_a_flag_keep_the_official_behaviour(tmp_path):
     assert all(getattr(fresh, name) != official[name] for name in official)
 
 
+def test_resuming_with_another_actionlet_is_refused(tmp_path):
+    from kskel.pretraining import SETTINGS_BEFORE_THEIR_FLAG
+    from kskel.pretraining import _check_resumable
+
+    # An ActCLR run saved before the actionlet flags: the official forms.
+    saved = dataclasses.asdict(
+        _config(str(tmp_path), tmp_path, method="actclr")
+    )
+    for name in SETTINGS_BEFORE_THEIR_FLAG:
+        del saved[name]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    today = _config(str(tmp_path), tmp_path, method="actclr")
+    with pytest.raises(KskelError) as error:
+        _check_resumable(today)
+    for flag in (
+        "--actclr_mask_threshold",
+        "--actclr_gradient_activation",
+        "--actclr_mask_smoothing",
+    ):
+        assert flag in str(error.value)
+    # The same run resumes with the forms it was trained with.
+    _check_resumable(
+        dataclasses.replace(today, epochs=5, **SETTINGS_BEFORE_THEIR_FLAG)
+    )
+    # A SkeletonCLR run has no actionlet: the ActCLR defaults do not matter.
+    saved["method"] = "skeletonclr"
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    _check_resumable(dataclasses.replace(today, method="skeletonclr"))
+
+
 def test_unknown_split_and_oversized_batch(data_dir, tmp_path):
     with pytest.raises(KskelError, match="--train_split=val"):
         run_pretraining(_config(data_dir, tmp_path / "a", train_split="val"))

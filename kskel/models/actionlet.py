@@ -2,7 +2,9 @@
 
 The actionlet is a soft (mostly binary) mask over the encoder's output grid
 `(N * M, T', V)` that marks where a sequence differs from a static anchor
-(FACTS §7.2, paper Eq. 3-5 as the official code computes them):
+(FACTS §7.2, paper Eq. 3-5; where the official code's forms differ they
+are options, the defaults here and in `ActCLR`, while the pretraining
+CLI defaults to the paper's):
 
 1. `z = head(mean_M GAP_{T',V}(h))` from the last feature map h;
    `s = mean_n cos(z_n, anchor)`.

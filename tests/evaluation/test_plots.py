@@ -289,13 +289,45 @@ def test_visualize_scores_other_actionlet_forms_of_one_run(
         "body_part",
     )
     assert official["mask_threshold"] == 0.0
-    assert official["actionlet_mean"] != own["actionlet_mean"]
     # Cells are on from 0.3 of each body's peak; from the peak, fewer are.
     peak = run_visualization(
         _config(run_dir, data_dir, tmp_path / "peak", mask_threshold=1.0)
     )["scores"]
     assert peak["mask_threshold"] == 1.0
     assert 0 < peak["actionlet_mean"] < own["actionlet_mean"]
+    # Each form alone changes the map (seen unclipped, relative to its
+    # peak: at 0.3 this barely trained network's map is all on).
+    for name, value in (
+        ("gradient_activation", "none"),
+        ("mask_smoothing", "body_part"),
+    ):
+        other = run_visualization(
+            _config(
+                run_dir,
+                data_dir,
+                tmp_path / name,
+                mask_threshold=1.0,
+                **{name: value},
+            )
+        )["scores"]
+        assert other[name] == value
+        assert other["actionlet_mean"] != peak["actionlet_mean"]
+
+
+def test_actionlet_flags_need_an_actclr_run():
+    from kskel.visualize import _check_no_actionlet_flags
+
+    config = _config("/runs/moco", "/data", "/out")
+    _check_no_actionlet_flags(config, "skeletonclr")  # None given.
+    for overrides, flag in (
+        ({"gradient_activation": "relu"}, "--gradient_activation"),
+        ({"mask_smoothing": "adjacency"}, "--mask_smoothing"),
+        ({"mask_threshold": 0.3}, "--mask_threshold"),
+    ):
+        with pytest.raises(KskelError, match=f"{flag}: only an ActCLR run"):
+            _check_no_actionlet_flags(
+                dataclasses.replace(config, **overrides), "skeletonclr"
+            )
 
 
 def test_visualize_errors(actclr_run, tmp_path):

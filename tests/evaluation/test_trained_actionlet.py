@@ -58,6 +58,12 @@ def scores(demo_data_dir):
 
 
 def test_actionlet_is_neither_collapsed_nor_saturated(scores):
+    # The forms this network was trained and scored with (the paper's).
+    assert (scores["gradient_activation"], scores["mask_smoothing"]) == (
+        "relu",
+        "adjacency",
+    )
+    assert scores["mask_threshold"] == 0.3
     assert not scores["collapsed"] and not scores["saturated"]
     assert 0.1 < scores["actionlet_mean"] < 0.9
 
