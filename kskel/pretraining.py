@@ -19,6 +19,10 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 STREAMS = ("joint", "motion", "bone")
 QUEUE_INITS = ("random", "keys")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# kskel.models.actionlet's choices (paper's first), here without Keras so
+# that the CLIs check their flags before importing it.
+ACTCLR_GRADIENT_ACTIVATIONS = ("relu", "none")
+ACTCLR_MASK_SMOOTHINGS = ("adjacency", "body_part")
 
 
 def _field(default, help_text, **kwargs):
@@ -229,14 +233,14 @@ class PretrainConfig:
                 "'cosine' or 'squared'",
             ),
             (
-                self.actclr_gradient_activation in ("relu", "none"),
+                self.actclr_gradient_activation in ACTCLR_GRADIENT_ACTIVATIONS,
                 "actclr_gradient_activation",
-                "'relu' or 'none'",
+                f"one of {ACTCLR_GRADIENT_ACTIVATIONS}",
             ),
             (
-                self.actclr_mask_smoothing in ("adjacency", "body_part"),
+                self.actclr_mask_smoothing in ACTCLR_MASK_SMOOTHINGS,
                 "actclr_mask_smoothing",
-                "'adjacency' or 'body_part'",
+                f"one of {ACTCLR_MASK_SMOOTHINGS}",
             ),
             (self.keep_checkpoints >= 1, "keep_checkpoints", ">= 1"),
             (self.steps_per_epoch >= 0, "steps_per_epoch", ">= 0"),

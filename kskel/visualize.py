@@ -47,14 +47,15 @@ from kskel.evaluation.knn_eval import check_split
 from kskel.evaluation.knn_eval import raise_first_failure
 from kskel.flag_config import config_from_flags
 from kskel.flag_config import define_flags
+from kskel.pretraining import ACTCLR_GRADIENT_ACTIVATIONS
+from kskel.pretraining import ACTCLR_MASK_SMOOTHINGS
 
 LOGITS = knn_eval.TEST_LOGITS
 LABELS = knn_eval.TEST_LABELS
 SCORES = "actionlet_scores.json"
-# As kskel.models.actionlet's, without importing Keras before the flags
-# are checked.
-GRADIENT_ACTIVATIONS = ("relu", "none")
-SMOOTHINGS = ("adjacency", "body_part")
+# Flags that compute the actionlet another way: each names the ActCLR
+# attribute it replaces, and its default keeps the run's.
+ACTIONLET_FLAGS = ("gradient_activation", "mask_smoothing", "mask_threshold")
 
 
 def _field(default, help_text):
@@ -121,14 +122,14 @@ class VisualizeConfig:
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (0 < self.threshold < 1, "threshold", "in (0, 1)"),
             (
-                self.gradient_activation in ("",) + GRADIENT_ACTIVATIONS,
+                self.gradient_activation in ("",) + ACTCLR_GRADIENT_ACTIVATIONS,
                 "gradient_activation",
-                f"empty or one of {GRADIENT_ACTIVATIONS}",
+                f"empty or one of {ACTCLR_GRADIENT_ACTIVATIONS}",
             ),
             (
-                self.mask_smoothing in ("",) + SMOOTHINGS,
+                self.mask_smoothing in ("",) + ACTCLR_MASK_SMOOTHINGS,
                 "mask_smoothing",
-                f"empty or one of {SMOOTHINGS}",
+                f"empty or one of {ACTCLR_MASK_SMOOTHINGS}",
             ),
             (
                 self.mask_threshold == -1 or 0 <= self.mask_threshold <= 1,
@@ -221,32 +222,32 @@ def run_visualization(config):
     return {"images": images, "scores": scores}
 
 
+def _given_actionlet_flags(config):
+    """`{name: value}` of the `ACTIONLET_FLAGS` set away from the default."""
+    defaults = {
+        field.name: field.default for field in dataclasses.fields(config)
+    }
+    return {
+        name: getattr(config, name)
+        for name in ACTIONLET_FLAGS
+        if getattr(config, name) != defaults[name]
+    }
+
+
 def _check_no_actionlet_flags(config, method):
     """Refuses actionlet flags for a run without an actionlet."""
-    given = [
-        name
-        for name, unset in (
-            ("gradient_activation", ""),
-            ("mask_smoothing", ""),
-            ("mask_threshold", -1.0),
-        )
-        if getattr(config, name) != unset
-    ]
+    given = _given_actionlet_flags(config)
     if given:
         raise KskelError(
-            f"--{given[0]}: only an ActCLR run has an actionlet; "
+            f"--{next(iter(given))}: only an ActCLR run has an actionlet; "
             f"--pretrained={config.pretrained} is a {method} run."
         )
 
 
 def _override_actionlet(model, config):
     """Computes the actionlet with the flags' forms where they are given."""
-    if config.gradient_activation:
-        model.gradient_activation = config.gradient_activation
-    if config.mask_smoothing:
-        model.mask_smoothing = config.mask_smoothing
-    if config.mask_threshold != -1:
-        model.mask_threshold = float(config.mask_threshold)
+    for name, value in _given_actionlet_flags(config).items():
+        setattr(model, name, value)
 
 
 def _load_logits(logits_from, manifest):

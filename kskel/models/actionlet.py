@@ -174,6 +174,11 @@ def actionlet_mask(
     Returns:
         float32 tensor (N * M, T', V) without gradient.
     """
+    if gradient_activation not in GRADIENT_ACTIVATIONS:
+        raise ValueError(
+            f"gradient_activation must be one of {GRADIENT_ACTIVATIONS}. "
+            f"Received: gradient_activation={gradient_activation}"
+        )
     h = ops.stop_gradient(h)
     anchor = ops.stop_gradient(anchor)
 
@@ -184,11 +189,6 @@ def actionlet_mask(
     grad = input_gradient(distance, h)
     if gradient_activation == "relu":
         grad = ops.relu(grad)
-    elif gradient_activation != "none":
-        raise ValueError(
-            f"gradient_activation must be one of {GRADIENT_ACTIVATIONS}. "
-            f"Received: gradient_activation={gradient_activation}"
-        )
     alpha = ops.mean(grad, axis=(1, 2), keepdims=True)
     cam = ops.relu(ops.mean(alpha * h, axis=-1))
     cam = smooth_joints(cam, layout, smoothing)

@@ -260,12 +260,15 @@ def test_visualize_scores_other_actionlet_forms_of_one_run(
     actclr_run, tmp_path
 ):
     from kskel.models import actionlet
-    from kskel.visualize import GRADIENT_ACTIVATIONS
-    from kskel.visualize import SMOOTHINGS
+    from kskel.pretraining import ACTCLR_GRADIENT_ACTIVATIONS
+    from kskel.pretraining import ACTCLR_MASK_SMOOTHINGS
     from kskel.visualize import run_visualization
 
-    assert set(GRADIENT_ACTIVATIONS) == set(actionlet.GRADIENT_ACTIVATIONS)
-    assert set(SMOOTHINGS) == set(actionlet.SMOOTHINGS)
+    # The CLIs' choices (pretrain and visualize) are the model's.
+    assert set(ACTCLR_GRADIENT_ACTIVATIONS) == set(
+        actionlet.GRADIENT_ACTIVATIONS
+    )
+    assert set(ACTCLR_MASK_SMOOTHINGS) == set(actionlet.SMOOTHINGS)
     data_dir, run_dir = actclr_run
     run = run_visualization(_config(run_dir, data_dir, tmp_path / "run"))
     own = run["scores"]
